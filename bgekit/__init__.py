@@ -1,0 +1,45 @@
+"""bgekit: search and RAG retrieval in the BGE tradition.
+
+Public names load lazily (PEP 562), so ``import bgekit`` imports neither torch nor transformers.
+
+Example:
+    >>> from bgekit import FlagAutoModel                                    # doctest: +SKIP
+    >>> model = FlagAutoModel.from_finetuned("all-MiniLM-L6-v2")            # doctest: +SKIP
+    >>> model.encode(["I love NLP"]).shape                                   # doctest: +SKIP
+    (1, 384)
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    # native API
+    "Embedder": "bgekit.encoder",
+    "load_embedder": "bgekit.encoder",
+    "M3Embedder": "bgekit.m3",
+    "ModelSpec": "bgekit.registry",
+    # FlagEmbedding-compatible entry points
+    "FlagAutoModel": "bgekit.compat",
+    "FlagModel": "bgekit.compat",
+    "BGEM3FlagModel": "bgekit.compat",
+    "FlagLLMModel": "bgekit.compat",
+    "FlagICLModel": "bgekit.compat",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bgekit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

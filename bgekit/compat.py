@@ -1,0 +1,255 @@
+"""FlagEmbedding-named entry points with the reference signatures and defaults, thin over the native API.
+
+Differences on purpose (see docs/compat.md):
+- an unknown keyword argument raises TypeError (the reference stores it silently);
+- ``passage_instruction_for_retrieval`` / ``passage_instruction_format`` are named parameters (the reference
+  reads them from ``**kwargs``);
+- extra tokenizer options to ``encode*`` are limited to ``pad_to_multiple_of``;
+- ``use_bf16=True`` on CPU runs real bf16 (the reference always runs fp32 on CPU); outputs are float32.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bgekit.encoder import Embedder
+from bgekit.registry import ICL_QUERY, INSTRUCT_QUERY, ModelSpec, resolve
+
+logger = logging.getLogger(__name__)
+
+
+class FlagModel(Embedder):
+    """BGE v1/v1.5 and other encoder-only embedders (FlagEmbedding's ``FlagModel``)."""
+
+    KIND = "encoder"
+    DEFAULT_POOLING_METHOD = "cls"
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        normalize_embeddings: bool = True,
+        use_fp16: bool = True,
+        use_bf16: bool = False,
+        query_instruction_for_retrieval: str | None = None,
+        query_instruction_format: str = "{}{}",
+        devices: Any = None,
+        pooling_method: str = "cls",
+        trust_remote_code: bool = False,
+        cache_dir: str | None = None,
+        batch_size: int = 256,
+        query_max_length: int = 512,
+        passage_max_length: int = 512,
+        convert_to_numpy: bool = True,
+        truncate_dim: int | None = None,
+        passage_instruction_for_retrieval: str | None = None,
+        passage_instruction_format: str = "{}{}",
+    ):
+        super().__init__(
+            model_name_or_path,
+            spec=ModelSpec(self.KIND, pooling_method),
+            pooling=pooling_method,
+            normalize=normalize_embeddings,
+            query_instruction=query_instruction_for_retrieval,
+            query_instruction_format=query_instruction_format,
+            passage_instruction=passage_instruction_for_retrieval,
+            passage_instruction_format=passage_instruction_format,
+            devices=devices,
+            use_fp16=use_fp16,
+            use_bf16=use_bf16,
+            batch_size=batch_size,
+            query_max_length=query_max_length,
+            passage_max_length=passage_max_length,
+            truncate_dim=truncate_dim,
+            convert_to_numpy=convert_to_numpy,
+            trust_remote_code=trust_remote_code,
+            cache_dir=cache_dir,
+        )
+
+
+class FlagLLMModel(Embedder):
+    """Decoder-only embedders with last-token pooling (FlagEmbedding's ``FlagLLMModel``)."""
+
+    KIND = "decoder"
+    DEFAULT_POOLING_METHOD = "last_token"
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        normalize_embeddings: bool = True,
+        use_fp16: bool = True,
+        use_bf16: bool = False,
+        query_instruction_for_retrieval: str | None = None,
+        query_instruction_format: str = INSTRUCT_QUERY,
+        devices: Any = None,
+        pooling_method: str = "last_token",
+        trust_remote_code: bool = False,
+        cache_dir: str | None = None,
+        batch_size: int = 256,
+        query_max_length: int = 512,
+        passage_max_length: int = 512,
+        convert_to_numpy: bool = True,
+        truncate_dim: int | None = None,
+        passage_instruction_for_retrieval: str | None = None,
+        passage_instruction_format: str = "{}{}",
+    ):
+        _check_last_token(pooling_method)
+        super().__init__(
+            model_name_or_path,
+            spec=ModelSpec(self.KIND, "last_token", query_instruction_format),
+            normalize=normalize_embeddings,
+            query_instruction=query_instruction_for_retrieval,
+            query_instruction_format=query_instruction_format,
+            passage_instruction=passage_instruction_for_retrieval,
+            passage_instruction_format=passage_instruction_format,
+            devices=devices,
+            use_fp16=use_fp16,
+            use_bf16=use_bf16,
+            batch_size=batch_size,
+            query_max_length=query_max_length,
+            passage_max_length=passage_max_length,
+            truncate_dim=truncate_dim,
+            convert_to_numpy=convert_to_numpy,
+            trust_remote_code=trust_remote_code,
+            cache_dir=cache_dir,
+        )
+
+
+class FlagICLModel(Embedder):
+    """In-context-learning embedders such as bge-en-icl (FlagEmbedding's ``FlagICLModel``)."""
+
+    KIND = "icl"
+    DEFAULT_POOLING_METHOD = "last_token"
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        normalize_embeddings: bool = True,
+        use_fp16: bool = True,
+        use_bf16: bool = False,
+        query_instruction_for_retrieval: str | None = None,
+        query_instruction_format: str = ICL_QUERY,
+        suffix: str = "\n<response>",
+        devices: Any = None,
+        examples_for_task: list[dict] | None = None,
+        examples_instruction_format: str = "<instruct>{}\n<query>{}\n<response>{}",
+        trust_remote_code: bool = False,
+        cache_dir: str | None = None,
+        batch_size: int = 256,
+        query_max_length: int = 512,
+        passage_max_length: int = 512,
+        convert_to_numpy: bool = True,
+        truncate_dim: int | None = None,
+        pooling_method: str = "last_token",
+        passage_instruction_for_retrieval: str | None = None,
+        passage_instruction_format: str = "{}{}",
+    ):
+        _check_last_token(pooling_method)
+        query_instruction_format = query_instruction_format.replace("\\n", "\n")
+        super().__init__(
+            model_name_or_path,
+            spec=ModelSpec(self.KIND, "last_token", query_instruction_format),
+            normalize=normalize_embeddings,
+            query_instruction=query_instruction_for_retrieval,
+            query_instruction_format=query_instruction_format,
+            passage_instruction=passage_instruction_for_retrieval,
+            passage_instruction_format=passage_instruction_format,
+            devices=devices,
+            use_fp16=use_fp16,
+            use_bf16=use_bf16,
+            batch_size=batch_size,
+            query_max_length=query_max_length,
+            passage_max_length=passage_max_length,
+            truncate_dim=truncate_dim,
+            convert_to_numpy=convert_to_numpy,
+            examples=examples_for_task,
+            examples_instruction_format=examples_instruction_format,
+            icl_suffix=suffix,
+            trust_remote_code=trust_remote_code,
+            cache_dir=cache_dir,
+        )
+
+
+def _check_last_token(pooling_method: str) -> None:
+    if pooling_method != "last_token":
+        raise ValueError(f"pooling_method must be 'last_token' for LLM-based embedders, got {pooling_method!r}")
+
+
+def _m3_class():
+    from bgekit.m3 import BGEM3FlagModel
+
+    return BGEM3FlagModel
+
+
+# FlagEmbedding's model_class values -> our classes (M3 imported on use).
+MODEL_CLASSES = {
+    "encoder-only-base": lambda: FlagModel,
+    "encoder-only-m3": _m3_class,
+    "decoder-only-base": lambda: FlagLLMModel,
+    "decoder-only-icl": lambda: FlagICLModel,
+}
+_KIND_TO_CLASS = {"encoder": "encoder-only-base", "m3": "encoder-only-m3", "decoder": "decoder-only-base", "icl": "decoder-only-icl"}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BGEM3FlagModel":
+        return _m3_class()
+    raise AttributeError(f"module 'bgekit.compat' has no attribute {name!r}")
+
+
+class FlagAutoModel:
+    """Pick the embedder class for a model (FlagEmbedding's ``FlagAutoModel``).
+
+    Unlike the reference, a folder resolves by the spec bgekit saved in it, then by its files, then by
+    its name, so a fine-tuned or renamed copy loads as the right kind.
+
+    Example:
+        >>> model = FlagAutoModel.from_finetuned("all-MiniLM-L6-v2")   # doctest: +SKIP
+    """
+
+    def __init__(self):
+        raise EnvironmentError("FlagAutoModel is instantiated with FlagAutoModel.from_finetuned(model_name_or_path)")
+
+    @classmethod
+    def from_finetuned(
+        cls,
+        model_name_or_path: str,
+        model_class: str | None = None,
+        normalize_embeddings: bool = True,
+        use_fp16: bool = True,
+        use_bf16: bool = False,
+        query_instruction_for_retrieval: str | None = None,
+        devices: Any = None,
+        pooling_method: str | None = None,
+        trust_remote_code: bool | None = None,
+        query_instruction_format: str | None = None,
+        truncate_dim: int | None = None,
+        **kwargs: Any,
+    ) -> Embedder:
+        """Load ``model_name_or_path`` with the right class; ``kwargs`` go to that class (unknown ones raise)."""
+        model_class = getattr(model_class, "value", model_class)
+        if model_class is not None:
+            if model_class not in MODEL_CLASSES:
+                raise ValueError(f"unknown model_class {model_class!r}; valid: {', '.join(MODEL_CLASSES)}")
+            klass = MODEL_CLASSES[model_class]()
+            spec = ModelSpec(klass.KIND if hasattr(klass, "KIND") else "m3", klass.DEFAULT_POOLING_METHOD)
+        else:
+            from bgekit.backends import locate
+
+            spec = resolve(model_name_or_path, folder=locate(model_name_or_path, kwargs.get("cache_dir")))
+            if not spec.is_embedder:
+                raise ValueError(f"{model_name_or_path!r} is a {spec.kind} reranker, not an embedder; use FlagAutoReranker")
+            klass = MODEL_CLASSES[_KIND_TO_CLASS[spec.kind]]()
+        pooling_method = pooling_method or spec.pooling or klass.DEFAULT_POOLING_METHOD
+        return klass(
+            model_name_or_path,
+            normalize_embeddings=normalize_embeddings,
+            use_fp16=use_fp16,
+            use_bf16=use_bf16,
+            query_instruction_for_retrieval=query_instruction_for_retrieval,
+            query_instruction_format=query_instruction_format or spec.query_instruction_format,
+            devices=devices,
+            pooling_method=pooling_method,
+            trust_remote_code=spec.trust_remote_code if trust_remote_code is None else trust_remote_code,
+            truncate_dim=truncate_dim,
+            **kwargs,
+        )

