@@ -34,7 +34,8 @@ class Embedder:
         passage_instruction / passage_instruction_format: the same for encode_corpus.
         devices: "cpu", "cuda:0", a list of devices (one worker process each), or None for all GPUs / CPU.
         dtype: "fp32", "fp16" or "bf16"; or use use_fp16 / use_bf16 (fp16 on CPU runs fp32, bf16 is real bf16).
-        batch_size, query_max_length, passage_max_length: defaults for the encode calls.
+        batch_size, query_max_length, passage_max_length: defaults for the encode calls; the lengths default
+            to the model's trained length (sentence-transformers' max_seq_length) or 512.
         truncate_dim: keep the first N dimensions (Matryoshka), before normalisation.
         convert_to_numpy: return numpy arrays (else torch tensors).
         examples: ICL few-shot examples, dicts with "instruct", "query", "response" (ICL models).
@@ -63,8 +64,8 @@ class Embedder:
         use_fp16: bool = False,
         use_bf16: bool = False,
         batch_size: int = 256,
-        query_max_length: int = 512,
-        passage_max_length: int = 512,
+        query_max_length: int | None = None,
+        passage_max_length: int | None = None,
         truncate_dim: int | None = None,
         convert_to_numpy: bool = True,
         examples: list[dict] | None = None,
@@ -85,8 +86,9 @@ class Embedder:
         self.passage_instruction_format = passage_instruction_format or self.spec.passage_instruction_format
         self.target_devices = backends.resolve_devices(devices)
         self.batch_size = check_batch_size(batch_size)
-        self.query_max_length = _check_length(query_max_length, "query_max_length")
-        self.passage_max_length = _check_length(passage_max_length, "passage_max_length")
+        default_length = self.spec.max_length or 512
+        self.query_max_length = _check_length(query_max_length or default_length, "query_max_length")
+        self.passage_max_length = _check_length(passage_max_length or default_length, "passage_max_length")
         if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim < 1):
             raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
         self.truncate_dim = truncate_dim
@@ -115,23 +117,28 @@ class Embedder:
         self.prefix = icl_prefix(self.examples_for_task, self.examples_instruction_format, self.query_instruction_for_retrieval)
 
     def encode_queries(self, queries, batch_size: int | None = None, max_length: int | None = None,
-                       convert_to_numpy: bool | None = None, pad_to_multiple_of: int | None = None):
+                       convert_to_numpy: bool | None = None, pad_to_multiple_of: int | None = None,
+                       show_progress: bool | None = None):
         """Encode queries: the query instruction is applied (and, for ICL models, the few-shot prefix)."""
         if self.spec.kind == "icl":
             return self._encode(queries, batch_size, max_length or self.query_max_length, convert_to_numpy,
-                                pad_to_multiple_of, icl=True)
+                                pad_to_multiple_of, show_progress, icl=True)
         return self.encode(queries, batch_size, max_length or self.query_max_length, convert_to_numpy,
-                           self.query_instruction_for_retrieval, self.query_instruction_format, pad_to_multiple_of)
+                           self.query_instruction_for_retrieval, self.query_instruction_format, pad_to_multiple_of,
+                           show_progress)
 
     def encode_corpus(self, corpus, batch_size: int | None = None, max_length: int | None = None,
-                      convert_to_numpy: bool | None = None, pad_to_multiple_of: int | None = None):
+                      convert_to_numpy: bool | None = None, pad_to_multiple_of: int | None = None,
+                      show_progress: bool | None = None):
         """Encode passages: the passage instruction is applied, never the query one."""
         return self.encode(corpus, batch_size, max_length or self.passage_max_length, convert_to_numpy,
-                           self.passage_instruction_for_retrieval, self.passage_instruction_format, pad_to_multiple_of)
+                           self.passage_instruction_for_retrieval, self.passage_instruction_format, pad_to_multiple_of,
+                           show_progress)
 
     def encode(self, sentences, batch_size: int | None = None, max_length: int | None = None,
                convert_to_numpy: bool | None = None, instruction: str | None = None,
-               instruction_format: str | None = None, pad_to_multiple_of: int | None = None):
+               instruction_format: str | None = None, pad_to_multiple_of: int | None = None,
+               show_progress: bool | None = None):
         """Encode texts. A single string gives a 1-D vector; a list gives a (N, dim) array.
 
         Args:
@@ -141,20 +148,22 @@ class Embedder:
             convert_to_numpy: numpy array (True) or torch tensor.
             instruction / instruction_format: prepended to every text before tokenizing.
             pad_to_multiple_of: pad batches to a multiple of this many tokens.
+            show_progress: progress bar; None shows one for 256 texts or more.
         """
         texts, single = check_texts(sentences)
         if instruction is not None:
             texts = [apply_instruction(instruction_format or "{}{}", instruction, t) for t in texts]
         return self._encode(texts if not single else texts[0], batch_size, max_length or self.passage_max_length,
-                            convert_to_numpy, pad_to_multiple_of)
+                            convert_to_numpy, pad_to_multiple_of, show_progress)
 
     # ------------------------------------------------------------------ internals
-    def _encode(self, sentences, batch_size, max_length, convert_to_numpy, pad_to_multiple_of, icl: bool = False):
+    def _encode(self, sentences, batch_size, max_length, convert_to_numpy, pad_to_multiple_of, show_progress=None,
+                icl: bool = False):
         texts, single = check_texts(sentences, "queries" if icl else "sentences")
         batch_size = check_batch_size(batch_size or self.batch_size)
         max_length = _check_length(max_length, "max_length")
         to_numpy = self.convert_to_numpy if convert_to_numpy is None else convert_to_numpy
-        args = (batch_size, max_length, pad_to_multiple_of, icl)
+        args = (batch_size, max_length, pad_to_multiple_of, icl, show_progress)
         if len(self.target_devices) > 1 and len(texts) > 1:
             n = len(self.target_devices)
             chunks = [(texts[i::n],) + args for i in range(n)]
@@ -171,7 +180,7 @@ class Embedder:
         return out[0] if single else out
 
     def _encode_on_device(self, device: str, texts: list[str], batch_size: int, max_length: int,
-                          pad_to_multiple_of: int | None, icl: bool) -> np.ndarray:
+                          pad_to_multiple_of: int | None, icl: bool, show_progress: bool | None = None) -> np.ndarray:
         import torch
 
         if not texts:
@@ -186,7 +195,7 @@ class Embedder:
             return self._finish(self._pool(hidden, inputs["attention_mask"]))  # (B, D)
 
         rows = run_sorted(features, [len(f["input_ids"]) for f in features], forward, batch_size, device,
-                          desc="Encoding")
+                          desc="Encoding", show_progress=show_progress)
         return torch.stack(rows).cpu().numpy()
 
     def _finish(self, pooled):

@@ -51,6 +51,8 @@ class ModelSpec:
             caller gives none (the FlagEmbedding-compatible classes keep the reference default, None).
         passage_instruction: prefix for passages (e5 models use "passage: ").
         trust_remote_code: passed to transformers.
+        max_length: the token budget the model was trained for (sentence-transformers' max_seq_length);
+            the native API's default max length. None means 512.
         extra: free-form settings for a kind (reranker prompts, layer choices), JSON-serialisable.
     """
 
@@ -61,6 +63,7 @@ class ModelSpec:
     passage_instruction: str | None = None
     passage_instruction_format: str = "{}{}"
     trust_remote_code: bool = False
+    max_length: int | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -129,7 +132,7 @@ EMBEDDERS: dict[str, ModelSpec] = {
     "Linq-Embed-Mistral": _llm(),
     "bce-embedding-base_v1": _bge("cls"),
     # The embedded offline default (sentence-transformers model: mean pooling, no instruction).
-    "all-MiniLM-L6-v2": _bge("mean"),
+    "all-MiniLM-L6-v2": ModelSpec("encoder", "mean", max_length=256),
 }
 
 RERANKERS: dict[str, ModelSpec] = {}  # filled by bgekit.reranker's table when rerankers land
@@ -203,17 +206,20 @@ def spec_from_files(folder: str, base: ModelSpec | None = None) -> ModelSpec | N
     st_pooling = _json(os.path.join(folder, "1_Pooling", "config.json"))
     st_modes = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean", "pooling_mode_lasttoken": "last_token"}
     pooling = next((v for k, v in st_modes.items() if st_pooling.get(k)), None)
+    st_max = _json(os.path.join(folder, "sentence_bert_config.json")).get("max_seq_length")
     config = _json(os.path.join(folder, "config.json"))
     if not config:
         return None
+    if st_max is not None:
+        base = dataclasses.replace(base, max_length=st_max) if base is not None else None
     model_type = config.get("model_type", "")
     archs = config.get("architectures") or []
     decoder = model_type in _DECODER_TYPES or any(a.endswith("ForCausalLM") for a in archs)
     if base is not None and base.is_embedder:
         return dataclasses.replace(base, pooling=pooling or base.pooling)
     if decoder:
-        return ModelSpec("decoder", pooling or "last_token", INSTRUCT_QUERY)
-    return ModelSpec("encoder", pooling or "cls")
+        return ModelSpec("decoder", pooling or "last_token", INSTRUCT_QUERY, max_length=st_max)
+    return ModelSpec("encoder", pooling or "cls", max_length=st_max)
 
 
 def resolve(name_or_path: str, folder: str | None = None, table: dict[str, ModelSpec] | None = None) -> ModelSpec:

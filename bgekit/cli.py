@@ -1,0 +1,45 @@
+"""The ``bgekit`` command: parse arguments, call library functions, print tables and write files.
+
+Subcommands live in small modules listed in SUBCOMMANDS; each exposes ``register(subparsers)`` which adds
+its parser and sets ``func`` (called with the parsed args, returning an exit code).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+SUBCOMMANDS = [
+    "bgekit.cli_embed",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bgekit import __version__
+
+    parser = argparse.ArgumentParser(prog="bgekit", description="Search and RAG retrieval in the BGE tradition.")
+    parser.add_argument("--version", action="version", version=f"bgekit {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError, TypeError, OSError) as e:
+        print(f"bgekit {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

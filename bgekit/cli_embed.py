@@ -1,0 +1,123 @@
+"""`bgekit encode` and `bgekit search`: embed a file of texts; retrieve from a small corpus."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+DEFAULT_SAMPLE = os.path.join(os.path.dirname(__file__), "data", "sample_corpus.jsonl")
+
+
+def read_texts(path: str, field: str = "text") -> list[str]:
+    """Texts from a .txt file (one per line) or a .jsonl file (``field`` of each object).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: a jsonl line that is not JSON, not an object, or lacks ``field`` (file and line named).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"input file {path!r} does not exist")
+    texts: list[str] = []
+    with open(path, encoding="utf-8") as f:
+        if not path.endswith(".jsonl"):
+            return [line.rstrip("\n") for line in f]
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict) or not isinstance(obj.get(field), str):
+                raise ValueError(f"{path}:{n}: expected an object with a string field {field!r}")
+            texts.append(obj[field])
+    return texts
+
+
+def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"batch_size": args.batch_size}
+    if args.max_length:
+        kwargs["query_max_length"] = kwargs["passage_max_length"] = args.max_length
+    if args.dtype:
+        kwargs["dtype"] = args.dtype
+    if args.device:
+        kwargs["devices"] = args.device
+    return kwargs
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="all-MiniLM-L6-v2", help="model name or folder (default: all-MiniLM-L6-v2)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-length", type=int, default=None, help="tokens per text (default: the model's)")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None)
+    p.add_argument("--device", action="append", help="device, repeatable for several (default: all GPUs or CPU)")
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from bgekit.encoder import load_embedder
+    from bgekit.io import atomic_open, atomic_save_npy
+
+    texts = read_texts(args.input, args.field)
+    model = load_embedder(args.model, **_model_kwargs(args))
+    encode = {"query": model.encode_queries, "passage": model.encode_corpus, "plain": model.encode}[args.kind]
+    if args.sparse:
+        out = encode(texts, return_dense=False, return_sparse=True, show_progress=True)
+        with atomic_open(args.output) as f:
+            for i, weights in enumerate(out["lexical_weights"]):
+                f.write(json.dumps({"index": i, "weights": {k: float(v) for k, v in weights.items()}}) + "\n")
+    else:
+        atomic_save_npy(args.output, encode(texts, show_progress=True))
+    print(f"encoded {len(texts)} texts with {args.model} -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from bgekit.encoder import load_embedder
+
+    docs = read_texts(args.corpus, args.field)
+    if not docs:
+        raise ValueError(f"corpus {args.corpus!r} is empty")
+    model = load_embedder(args.model, **_model_kwargs(args))
+    doc_emb = model.encode_corpus(docs)
+    query_emb = model.encode_queries(args.query)  # (Q, D)
+    scores = np.asarray(query_emb) @ np.asarray(doc_emb).T  # (Q, N)
+    k = min(args.top_k, len(docs))
+    results = []
+    for qi, query in enumerate(args.query):
+        top = np.argsort(-scores[qi], kind="stable")[:k]
+        results.append({"query": query, "hits": [{"rank": r + 1, "index": int(i), "score": float(scores[qi, i]), "text": docs[i]} for r, i in enumerate(top)]})
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False, indent=2))
+        return 0
+    for res in results:
+        print(f"\nquery: {res['query']}")
+        print(f"{'rank':>4}  {'score':>6}  text")
+        for h in res["hits"]:
+            text = h["text"] if len(h["text"]) <= 90 else h["text"][:87] + "..."
+            print(f"{h['rank']:>4}  {h['score']:6.3f}  {text}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("encode", help="embed texts from a .txt or .jsonl file into a .npy (or sparse .jsonl)")
+    p.add_argument("input", help=".txt (one text per line) or .jsonl file")
+    p.add_argument("-o", "--output", required=True, help="output .npy (or .jsonl with --sparse)")
+    p.add_argument("--field", default="text", help="jsonl field holding the text (default: text)")
+    p.add_argument("--kind", choices=["plain", "query", "passage"], default="plain",
+                   help="apply the query or passage instruction (default: plain)")
+    p.add_argument("--sparse", action="store_true", help="BGE-M3: write lexical weights as jsonl")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("search", help="rank the texts of a small corpus for one or more queries")
+    p.add_argument("query", nargs="+", help="query text(s)")
+    p.add_argument("--corpus", default=DEFAULT_SAMPLE, help="a .txt or .jsonl corpus (default: a bundled sample)")
+    p.add_argument("--field", default="text")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_search)
