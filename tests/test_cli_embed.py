@@ -1,0 +1,54 @@
+import json
+
+import numpy as np
+import pytest
+
+from bgekit.cli import main
+from bgekit.cli_embed import read_texts
+from golden import GOLDEN
+
+BERT = str(GOLDEN / "models" / "bert-embedder")
+
+
+def test_encode_txt_to_npy(tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("first line\nsecond line\n\n", encoding="utf-8")
+    out = tmp_path / "out.npy"
+    assert main(["encode", str(src), "-o", str(out), "--model", BERT, "--device", "cpu"]) == 0
+    arr = np.load(out)
+    assert arr.shape == (3, 32)  # the empty line is a text too
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_encode_jsonl_field_and_query_kind(tmp_path):
+    from bgekit import Embedder
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps({"body": t}) for t in ["alpha", "beta gamma"]) + "\n", encoding="utf-8")
+    out = tmp_path / "q.npy"
+    assert main(["encode", str(src), "-o", str(out), "--model", "all-MiniLM-L6-v2", "--field", "body", "--kind", "query"]) == 0
+    expected = Embedder("all-MiniLM-L6-v2", devices="cpu").encode_queries(["alpha", "beta gamma"])
+    assert np.allclose(np.load(out), expected, atol=1e-6)
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path, capsys):
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"text": "ok"}\n{"text": oops}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.jsonl:2"):
+        read_texts(str(src))
+    assert main(["encode", str(src), "-o", str(tmp_path / "x.npy"), "--model", BERT]) == 1
+    assert "bad.jsonl:2" in capsys.readouterr().err
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_missing_input_file(tmp_path, capsys):
+    assert main(["encode", str(tmp_path / "nope.txt"), "-o", str(tmp_path / "x.npy")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_search_prints_ranked_hits(capsys):
+    assert main(["search", "what do pandas eat", "--top-k", "2", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    hits = results[0]["hits"]
+    assert [h["rank"] for h in hits] == [1, 2]
+    assert "panda" in hits[0]["text"] and hits[0]["score"] >= hits[1]["score"]
