@@ -110,6 +110,24 @@ class Embedder:
         hidden = self.model.config.get_text_config().hidden_size
         return min(hidden, self.truncate_dim) if self.truncate_dim else hidden
 
+    def save_pretrained(self, folder: str) -> str:
+        """Save weights, tokenizer and this embedder's ModelSpec, so the folder loads as the same kind
+        whatever it is later named. Returns the folder."""
+        import dataclasses
+
+        from bgekit.registry import write_spec_file
+
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        spec = dataclasses.replace(self.spec, pooling=self.pooling_method,
+                                   query_instruction=self.query_instruction_for_retrieval,
+                                   query_instruction_format=self.query_instruction_format,
+                                   passage_instruction=self.passage_instruction_for_retrieval,
+                                   passage_instruction_format=self.passage_instruction_format,
+                                   max_length=self.passage_max_length)
+        write_spec_file(folder, spec)
+        return folder
+
     def set_examples(self, examples: list[dict] | None = None) -> None:
         """Set ICL few-shot examples (None keeps the current ones); builds the query prefix."""
         if examples is not None:

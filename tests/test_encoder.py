@@ -142,3 +142,22 @@ def test_native_embedder_uses_model_defaults():
     e = Embedder("all-MiniLM-L6-v2", devices="cpu")
     assert (e.pooling_method, e.passage_max_length, e.query_instruction_for_retrieval) == ("mean", 256, None)
     assert e.encode_queries(["q"]).shape == (1, 384)
+
+
+def test_saved_folder_resolves_to_same_kind_whatever_its_name(tmp_path):
+    src = Embedder(BERT, pooling="mean", query_instruction="q: ", devices="cpu")
+    folder = src.save_pretrained(str(tmp_path / "bge-m3-lookalike"))  # a misleading name
+    again = Embedder(folder, devices="cpu")
+    assert (again.spec.kind, again.pooling_method, again.query_instruction_for_retrieval) == ("encoder", "mean", "q: ")
+    assert np.allclose(again.encode_queries(["x y"]), src.encode_queries(["x y"]), atol=1e-6)
+    auto = FlagAutoModel.from_finetuned(folder, use_fp16=False, devices="cpu")
+    assert isinstance(auto, FlagModel) and auto.pooling_method == "mean"
+
+
+def test_decoder_right_padding_is_handled():
+    model = FlagLLMModel(DECODER, use_fp16=False, devices="cpu")
+    model.tokenizer.padding_side = "right"
+    texts = ["short", "a somewhat longer text with more tokens in it"]
+    batch = model.encode(texts)
+    alone = np.stack([model.encode([t]) [0] for t in texts])
+    assert np.allclose(batch, alone, atol=1e-5)  # right padding shifts no positions
