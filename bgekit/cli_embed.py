@@ -61,13 +61,16 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     texts = read_texts(args.input, args.field)
     model = load_embedder(args.model, **_model_kwargs(args))
-    encode = {"query": model.encode_queries, "passage": model.encode_corpus, "plain": model.encode}[args.kind]
     if args.sparse:
-        out = encode(texts, return_dense=False, return_sparse=True, show_progress=True)
+        if not hasattr(model, "encode_multi"):
+            raise ValueError(f"--sparse needs a BGE-M3 model; {args.model!r} is a {model.spec.kind} embedder")
+        role = {"query": "query", "passage": "passage", "plain": "text"}[args.kind]
+        out = model.encode_multi(texts, role=role, outputs=("sparse",), show_progress=True)
         with atomic_open(args.output) as f:
-            for i, weights in enumerate(out["lexical_weights"]):
-                f.write(json.dumps({"index": i, "weights": {k: float(v) for k, v in weights.items()}}) + "\n")
+            for i, vec in enumerate(out.sparse):
+                f.write(json.dumps({"index": i, "weights": vec.to_dict()}) + "\n")
     else:
+        encode = {"query": model.encode_queries, "passage": model.encode_corpus, "plain": model.encode}[args.kind]
         atomic_save_npy(args.output, encode(texts, show_progress=True))
     print(f"encoded {len(texts)} texts with {args.model} -> {args.output}", file=sys.stderr)
     return 0

@@ -52,3 +52,27 @@ def test_search_prints_ranked_hits(capsys):
     hits = results[0]["hits"]
     assert [h["rank"] for h in hits] == [1, 2]
     assert "panda" in hits[0]["text"] and hits[0]["score"] >= hits[1]["score"]
+
+
+def test_encode_m3_sparse_jsonl(tmp_path):
+    from bgekit.m3 import BGEM3FlagModel
+
+    m3 = str(GOLDEN / "models" / "m3")
+    src = tmp_path / "in.txt"
+    src.write_text("What is the capital of France?\nfox\n", encoding="utf-8")
+    out = tmp_path / "w.jsonl"
+    assert main(["encode", str(src), "-o", str(out), "--model", m3, "--sparse"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    ref = BGEM3FlagModel(m3, use_fp16=False, devices="cpu").encode(
+        ["What is the capital of France?", "fox"], return_dense=False, return_sparse=True)["lexical_weights"]
+    assert [r["index"] for r in rows] == [0, 1]
+    for row, expected in zip(rows, ref):
+        assert row["weights"].keys() == expected.keys()
+        assert all(abs(row["weights"][k] - float(v)) < 1e-6 for k, v in expected.items())
+
+
+def test_sparse_needs_an_m3_model(tmp_path, capsys):
+    src = tmp_path / "in.txt"
+    src.write_text("x\n", encoding="utf-8")
+    assert main(["encode", str(src), "-o", str(tmp_path / "w.jsonl"), "--model", BERT, "--sparse"]) == 1
+    assert "BGE-M3" in capsys.readouterr().err

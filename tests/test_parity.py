@@ -27,7 +27,7 @@ def test_tokenizer_ids_match_reference(case):
 
 def test_every_embedder_case_is_covered():
     """Every embedder case in the manifest runs here (no class silently left out)."""
-    embedder_classes = {"FlagModel", "FlagLLMModel", "FlagICLModel"}
+    embedder_classes = {"FlagModel", "FlagLLMModel", "FlagICLModel", "BGEM3FlagModel"}
     ids = {c["id"] for c in MODEL_CASES}
     missing = [c["id"] for c in cases(embedder_classes) if c["id"] not in ids]
     assert not missing
