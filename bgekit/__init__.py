@@ -27,6 +27,14 @@ _LAZY = {
     "BGEM3FlagModel": "bgekit.compat",
     "FlagLLMModel": "bgekit.compat",
     "FlagICLModel": "bgekit.compat",
+    # rerankers
+    "Reranker": "bgekit.reranker",
+    "FlagReranker": "bgekit.compat_reranker",
+    "FlagLLMReranker": "bgekit.compat_reranker",
+    "FlagAutoReranker": "bgekit.compat_reranker",
+    "LayerWiseFlagLLMReranker": "bgekit.reranker_layerwise",
+    "LightWeightFlagLLMReranker": "bgekit.reranker_layerwise",
+    "EarlyExitReranker": "bgekit.reranker_layerwise",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

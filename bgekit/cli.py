@@ -12,6 +12,7 @@ import sys
 
 SUBCOMMANDS = [
     "bgekit.cli_embed",
+    "bgekit.cli_rerank",
     "bgekit.cli_train",
 ]
 

