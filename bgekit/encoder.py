@@ -77,6 +77,8 @@ class Embedder:
         self.model_name_or_path = model_name_or_path
         self.path = backends.locate(model_name_or_path, cache_dir)
         self.spec = spec if spec is not None else resolve(model_name_or_path, folder=self.path)
+        if not self.spec.is_embedder:
+            raise ValueError(f"{model_name_or_path!r} is a {self.spec.kind} reranker, not an embedder; use bgekit.Reranker")
         self.pooling_method = pooling or self.spec.pooling or "cls"
         self._pool = get_pooling(self.pooling_method)
         self.normalize_embeddings = bool(normalize)

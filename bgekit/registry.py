@@ -239,6 +239,9 @@ def spec_from_files(folder: str, base: ModelSpec | None = None) -> ModelSpec | N
         return None
     if st_max is not None:
         base = dataclasses.replace(base, max_length=st_max) if base is not None else None
+    reranker_kind = reranker_kind_from_config(config)
+    if reranker_kind in ("cross-encoder", "layerwise", "lightweight"):
+        return ModelSpec(reranker_kind)  # a reranker folder; callers wanting an embedder refuse it
     model_type = config.get("model_type", "")
     archs = config.get("architectures") or []
     decoder = model_type in _DECODER_TYPES or any(a.endswith("ForCausalLM") for a in archs)

@@ -129,3 +129,16 @@ def test_invalid_spec_values():
         ModelSpec("encoder", "max")
     with pytest.raises(ValueError, match="valid kinds"):
         ModelSpec("bi-encoder")
+
+
+def test_reranker_folder_is_not_taken_for_an_embedder(tmp_path):
+    from bgekit import FlagAutoModel
+
+    folder = _copy("xlmr-reranker", tmp_path, "bge-base-en-v1.5")  # an embedder's name on a cross-encoder
+    assert resolve(str(folder)).kind == "cross-encoder"
+    with pytest.raises(ValueError, match="FlagAutoReranker"):
+        FlagAutoModel.from_finetuned(str(folder), devices="cpu")
+    from bgekit import Embedder
+
+    with pytest.raises(ValueError, match="reranker"):
+        Embedder(str(folder), devices="cpu")
