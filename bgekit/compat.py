@@ -18,6 +18,32 @@ from bgekit.registry import ICL_QUERY, INSTRUCT_QUERY, ModelSpec, resolve
 logger = logging.getLogger(__name__)
 
 
+def native_kwargs(flag: dict[str, Any]) -> dict[str, Any]:
+    """Map a FlagEmbedding-style constructor's arguments (its ``locals()``) to :class:`Embedder` arguments.
+
+    The one place where FlagEmbedding's names (``normalize_embeddings``, ``query_instruction_for_retrieval``...)
+    meet the native ones; every compat embedder class calls it.
+    """
+    return dict(
+        pooling=flag["pooling_method"],
+        normalize=flag["normalize_embeddings"],
+        query_instruction=flag["query_instruction_for_retrieval"],
+        query_instruction_format=flag["query_instruction_format"].replace("\\n", "\n"),
+        passage_instruction=flag["passage_instruction_for_retrieval"],
+        passage_instruction_format=flag["passage_instruction_format"],
+        devices=flag["devices"],
+        use_fp16=flag["use_fp16"],
+        use_bf16=flag["use_bf16"],
+        batch_size=flag["batch_size"],
+        query_max_length=flag["query_max_length"],
+        passage_max_length=flag["passage_max_length"],
+        truncate_dim=flag["truncate_dim"],
+        convert_to_numpy=flag["convert_to_numpy"],
+        trust_remote_code=flag["trust_remote_code"],
+        cache_dir=flag["cache_dir"],
+    )
+
+
 class FlagModel(Embedder):
     """BGE v1/v1.5 and other encoder-only embedders (FlagEmbedding's ``FlagModel``)."""
 
@@ -44,26 +70,7 @@ class FlagModel(Embedder):
         passage_instruction_for_retrieval: str | None = None,
         passage_instruction_format: str = "{}{}",
     ):
-        super().__init__(
-            model_name_or_path,
-            spec=ModelSpec(self.KIND, pooling_method),
-            pooling=pooling_method,
-            normalize=normalize_embeddings,
-            query_instruction=query_instruction_for_retrieval,
-            query_instruction_format=query_instruction_format,
-            passage_instruction=passage_instruction_for_retrieval,
-            passage_instruction_format=passage_instruction_format,
-            devices=devices,
-            use_fp16=use_fp16,
-            use_bf16=use_bf16,
-            batch_size=batch_size,
-            query_max_length=query_max_length,
-            passage_max_length=passage_max_length,
-            truncate_dim=truncate_dim,
-            convert_to_numpy=convert_to_numpy,
-            trust_remote_code=trust_remote_code,
-            cache_dir=cache_dir,
-        )
+        super().__init__(model_name_or_path, spec=ModelSpec(self.KIND, pooling_method), **native_kwargs(locals()))
 
 
 class FlagLLMModel(Embedder):
@@ -93,25 +100,8 @@ class FlagLLMModel(Embedder):
         passage_instruction_format: str = "{}{}",
     ):
         _check_last_token(pooling_method)
-        super().__init__(
-            model_name_or_path,
-            spec=ModelSpec(self.KIND, "last_token", query_instruction_format),
-            normalize=normalize_embeddings,
-            query_instruction=query_instruction_for_retrieval,
-            query_instruction_format=query_instruction_format,
-            passage_instruction=passage_instruction_for_retrieval,
-            passage_instruction_format=passage_instruction_format,
-            devices=devices,
-            use_fp16=use_fp16,
-            use_bf16=use_bf16,
-            batch_size=batch_size,
-            query_max_length=query_max_length,
-            passage_max_length=passage_max_length,
-            truncate_dim=truncate_dim,
-            convert_to_numpy=convert_to_numpy,
-            trust_remote_code=trust_remote_code,
-            cache_dir=cache_dir,
-        )
+        super().__init__(model_name_or_path, spec=ModelSpec(self.KIND, "last_token", query_instruction_format),
+                         **native_kwargs(locals()))
 
 
 class FlagICLModel(Embedder):
@@ -144,29 +134,10 @@ class FlagICLModel(Embedder):
         passage_instruction_format: str = "{}{}",
     ):
         _check_last_token(pooling_method)
-        query_instruction_format = query_instruction_format.replace("\\n", "\n")
-        super().__init__(
-            model_name_or_path,
-            spec=ModelSpec(self.KIND, "last_token", query_instruction_format),
-            normalize=normalize_embeddings,
-            query_instruction=query_instruction_for_retrieval,
-            query_instruction_format=query_instruction_format,
-            passage_instruction=passage_instruction_for_retrieval,
-            passage_instruction_format=passage_instruction_format,
-            devices=devices,
-            use_fp16=use_fp16,
-            use_bf16=use_bf16,
-            batch_size=batch_size,
-            query_max_length=query_max_length,
-            passage_max_length=passage_max_length,
-            truncate_dim=truncate_dim,
-            convert_to_numpy=convert_to_numpy,
-            examples=examples_for_task,
-            examples_instruction_format=examples_instruction_format,
-            icl_suffix=suffix,
-            trust_remote_code=trust_remote_code,
-            cache_dir=cache_dir,
-        )
+        spec = ModelSpec(self.KIND, "last_token", query_instruction_format.replace("\\n", "\n"))
+        super().__init__(model_name_or_path, spec=spec, examples=examples_for_task,
+                         examples_instruction_format=examples_instruction_format, icl_suffix=suffix,
+                         **native_kwargs(locals()))
 
 
 def _check_last_token(pooling_method: str) -> None:

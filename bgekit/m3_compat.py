@@ -10,6 +10,7 @@ import numpy as np
 
 from bgekit import scoring
 from bgekit.batching import check_texts
+from bgekit.compat import native_kwargs
 from bgekit.m3 import M3Embedder, _check_outputs
 from bgekit.prompts import apply_instruction
 from bgekit.registry import ModelSpec
@@ -56,27 +57,8 @@ class BGEM3FlagModel(M3Embedder):
         passage_instruction_for_retrieval: str | None = None,
         passage_instruction_format: str = "{}{}",
     ):
-        super().__init__(
-            model_name_or_path,
-            colbert_dim=colbert_dim,
-            spec=ModelSpec(self.KIND, pooling_method),
-            pooling=pooling_method,
-            normalize=normalize_embeddings,
-            query_instruction=query_instruction_for_retrieval,
-            query_instruction_format=query_instruction_format,
-            passage_instruction=passage_instruction_for_retrieval,
-            passage_instruction_format=passage_instruction_format,
-            devices=devices,
-            use_fp16=use_fp16,
-            use_bf16=use_bf16,
-            batch_size=batch_size,
-            query_max_length=query_max_length,
-            passage_max_length=passage_max_length,
-            truncate_dim=truncate_dim,
-            convert_to_numpy=convert_to_numpy,
-            trust_remote_code=trust_remote_code,
-            cache_dir=cache_dir,
-        )
+        super().__init__(model_name_or_path, colbert_dim=colbert_dim, spec=ModelSpec(self.KIND, pooling_method),
+                         **native_kwargs(locals()))
         self.return_dense, self.return_sparse, self.return_colbert_vecs = return_dense, return_sparse, return_colbert_vecs
 
     def encode_queries(self, queries, batch_size: int | None = None, max_length: int | None = None,
