@@ -1,0 +1,48 @@
+"""Evaluation: load benchmarks, retrieve (dense / sparse / hybrid / BM25, optional reranking), score, report.
+
+Public names load lazily, so importing this package loads neither torch, faiss nor pytrec_eval.
+
+Example:
+    >>> from bgekit.eval import load_folder, evaluate_retrieval, EvalConfig      # doctest: +SKIP
+    >>> data = load_folder("../shared/data/scifact", split="test")              # doctest: +SKIP
+    >>> result = evaluate_retrieval(data, config=EvalConfig(retrieval="bm25"))  # doctest: +SKIP
+    >>> round(result.metrics["ndcg@10"], 3)                                     # doctest: +SKIP
+    0.676
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "RetrievalData": "bgekit.eval.data",
+    "load_folder": "bgekit.eval.data",
+    "load_benchmark": "bgekit.eval.hub",
+    "FAMILIES": "bgekit.eval.hub",
+    "evaluate_run": "bgekit.eval.metrics",
+    "sts_spearman": "bgekit.eval.metrics",
+    "reranking_scores": "bgekit.eval.metrics",
+    "qa_recall": "bgekit.eval.metrics",
+    "EvalConfig": "bgekit.eval.runner",
+    "SplitResult": "bgekit.eval.runner",
+    "evaluate_retrieval": "bgekit.eval.runner",
+    "evaluate_beir": "bgekit.eval.runner",
+    "EmbeddingCache": "bgekit.eval.cache",
+    "model_fingerprint": "bgekit.eval.cache",
+    "markdown_table": "bgekit.eval.report",
+    "plot_curves": "bgekit.eval.report",
+    "MTEBModel": "bgekit.eval.mteb",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bgekit.eval' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__
