@@ -1,0 +1,280 @@
+"""`bgekit index build|add|delete|info|export-qdrant`, `bgekit serve`, and `bgekit search --index-dir`."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+# On CPU every padded token costs compute: small length-sorted sub-batches served SciFact queries 1.5x faster
+# than 64 or 256 (benchmarks/bench_serve.py, bf16, 2-core CPU); on GPUs the model's own default is kept.
+SERVE_CPU_BATCH = 16
+
+
+def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if getattr(args, "batch_size", None):
+        kwargs["batch_size"] = args.batch_size
+    if getattr(args, "max_length", None):
+        kwargs["query_max_length"] = kwargs["passage_max_length"] = args.max_length
+    if getattr(args, "dtype", None):
+        kwargs["dtype"] = args.dtype
+    if getattr(args, "device", None):
+        kwargs["devices"] = args.device
+    return kwargs
+
+
+def _load_model(name: str, args: argparse.Namespace):
+    from bgekit.encoder import load_embedder
+
+    return load_embedder(name, **_model_kwargs(args))
+
+
+def _index_model(args: argparse.Namespace, store) -> Any:
+    """--model, or the model the index records."""
+    return _load_model(args.model or store.model_info.name, args)
+
+
+def _load_reranker(name: str | None, args: argparse.Namespace):
+    if not name:
+        return None
+    from bgekit.compat_reranker import FlagAutoReranker
+
+    kwargs = {"devices": args.device} if getattr(args, "device", None) else {}
+    return FlagAutoReranker.from_finetuned(name, **kwargs)
+
+
+def _search_params(args: argparse.Namespace) -> dict | None:
+    return {"efSearch": args.ef_search} if getattr(args, "ef_search", None) else None
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from bgekit.index.documents import read_corpus
+    from bgekit.index.store import build_index
+
+    docs = read_corpus(args.corpus)
+    model = _load_model(args.model or DEFAULT_MODEL, args)
+    outputs = ("dense",) if args.dense_only else None
+    store = build_index(args.index_dir, model, docs, outputs=outputs, colbert=args.colbert, factory=args.factory,
+                        metric=args.metric, search_params=_search_params(args), overwrite=args.overwrite,
+                        batch_size=args.batch_size)
+    print(f"built {store.path}: {store.count} documents, {', '.join(store.outputs)}, "
+          f"{store.manifest['dense']['factory']} ({store.generation})", file=sys.stderr)
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from bgekit.index.documents import read_corpus
+    from bgekit.index.store import open_index
+
+    store = open_index(args.index_dir)
+    docs = read_corpus(args.corpus)
+    store.add(docs, _index_model(args, store), upsert=args.upsert, batch_size=args.batch_size)
+    print(f"added {len(docs)} documents to {store.path}: {store.count} in all ({store.generation})", file=sys.stderr)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from bgekit.index.store import open_index
+
+    ids = list(args.ids or [])
+    if args.ids_file:
+        with open(args.ids_file, encoding="utf-8") as f:
+            ids += [line.strip() for line in f if line.strip()]
+    if not ids:
+        raise ValueError("give document ids to delete: --ids ID ... or --ids-file FILE")
+    store = open_index(args.index_dir)
+    before = store.count
+    store.delete(ids, missing="ignore" if args.ignore_missing else "error")
+    print(f"deleted {before - store.count} documents from {store.path}: {store.count} left ({store.generation})",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from bgekit.index.store import open_index
+
+    store = open_index(args.index_dir)
+    m = dict(store.manifest)
+    m["model"] = {k: v for k, v in m["model"].items() if k != "probe"}
+    if args.json:
+        print(json.dumps(m, indent=2, ensure_ascii=False))
+        return 0
+    rows = [("path", store.path), ("generation", store.generation), ("documents", store.count),
+            ("outputs", ", ".join(store.outputs)), ("model", store.model_info.name), ("kind", store.model_info.kind),
+            ("dim", store.model_info.dim), ("dense index", f"{m['dense']['factory']} ({m['dense']['metric']})"),
+            ("created", m["created"]), ("size", f"{sum(m['files'].values()) / 1e6:.1f} MB")]
+    for k, v in rows:
+        print(f"{k:>12}  {v}")
+    return 0
+
+
+def cmd_export_qdrant(args: argparse.Namespace) -> int:
+    from bgekit.index.qdrant import export_to_qdrant, qdrant_client
+    from bgekit.index.store import open_index
+
+    client = qdrant_client(url=args.qdrant_url, path=args.qdrant_path, api_key=os.environ.get("QDRANT_API_KEY"))
+    n = export_to_qdrant(open_index(args.index_dir), client, args.collection, overwrite=args.overwrite)
+    print(f"exported {n} documents to Qdrant collection {args.collection!r}", file=sys.stderr)
+    return 0
+
+
+def _parse_filter(items: list[str] | None) -> dict | None:
+    if not items:
+        return None
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--filter {item!r}: expected FIELD=VALUE")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out.setdefault(key, []).append(parsed)
+    return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
+
+
+def search_index(args: argparse.Namespace) -> int:
+    """`bgekit search --index-dir`: search a persisted index, print a table (or JSON)."""
+    from bgekit.index.search import Searcher
+    from bgekit.index.store import open_index
+
+    store = open_index(args.index_dir, search_params=_search_params(args))
+    searcher = Searcher(store, _index_model(args, store), _load_reranker(args.reranker, args))
+    results = searcher.search(list(args.query), top_k=args.top_k, mode=args.mode, fusion=args.fusion,
+                              colbert=args.colbert, candidates=args.candidates, rerank_depth=args.rerank_depth,
+                              filter=_parse_filter(args.filter))
+    if args.json:
+        print(json.dumps([{"query": r.query, "stages": list(r.stages), "hits": [vars(h) for h in r.hits]}
+                          for r in results], ensure_ascii=False, indent=2))
+        return 0
+    for res in results:
+        print(f"\nquery: {res.query}")
+        stages = list(res.stages)
+        print(f"{'rank':>4}  {'id':<12} " + " ".join(f"{s:>8}" for s in stages) + "  text")
+        for h in res.hits:
+            text = h.text if len(h.text) <= 70 else h.text[:67] + "..."
+            print(f"{h.rank:>4}  {h.id:<12} " + " ".join(f"{h.scores.get(s, float('nan')):8.4f}" for s in stages)
+                  + f"  {text}")
+    return 0
+
+
+def extend_search(p: argparse.ArgumentParser, plain) -> None:
+    """Give `bgekit search` the index options; without --index-dir it runs ``plain`` (the small-corpus search)."""
+    p.add_argument("--index-dir", help="search a persisted index (bgekit index build) instead of --corpus")
+    p.add_argument("--mode", choices=["dense", "sparse", "hybrid"], default="dense")
+    p.add_argument("--fusion", choices=["weighted_sum", "rrf"], default="weighted_sum")
+    p.add_argument("--colbert", action="store_true", help="rescore candidates with ColBERT vectors")
+    p.add_argument("--candidates", type=int, default=None, help="candidates per signal (default: top-k, or 100)")
+    p.add_argument("--reranker", default=None, help="rerank the candidates with this reranker")
+    p.add_argument("--rerank-depth", type=int, default=None)
+    p.add_argument("--filter", action="append", metavar="FIELD=VALUE", help="exact metadata value, repeatable")
+    p.add_argument("--ef-search", type=int, default=None, help="HNSW efSearch")
+
+    def run(args: argparse.Namespace) -> int:
+        if args.index_dir:
+            return search_index(args)
+        args.model = args.model or DEFAULT_MODEL
+        return plain(args)
+
+    p.set_defaults(func=run, model=None)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bgekit.serve import create_app
+    from bgekit.serve_engine import ServeConfig
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.batch_size is None and not torch.cuda.is_available():
+        args.batch_size = SERVE_CPU_BATCH
+    api_key = args.api_key or os.environ.get("BGEKIT_API_KEY") or None
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        print(f"warning: serving on {args.host} without an API key; anyone who can reach it can use it", file=sys.stderr)
+    searcher = None
+    if args.index_dir:
+        from bgekit.index.search import Searcher
+        from bgekit.index.store import open_index
+
+        store = open_index(args.index_dir, search_params=_search_params(args))
+        searcher = Searcher(store, _index_model(args, store), _load_reranker(args.reranker, args))
+    embedder = None if searcher else _load_model(args.model or DEFAULT_MODEL, args)
+    reranker = None if searcher else _load_reranker(args.reranker, args)
+    config = ServeConfig(max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms,
+                         max_queue_inputs=args.max_queue, max_client_batch_size=args.max_client_batch_size,
+                         max_input_tokens=args.max_input_tokens, truncate=args.truncate, api_key=api_key)
+    app = create_app(embedder=embedder, reranker=reranker, searcher=searcher, config=config)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if not args.verbose else "info")
+    return 0
+
+
+def _model_args(p: argparse.ArgumentParser, model_help: str) -> None:
+    p.add_argument("--model", default=None, help=model_help)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--max-length", type=int, default=None, help="tokens per text (default: the model's)")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None)
+    p.add_argument("--device", action="append", help="device, repeatable (default: all GPUs or CPU)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    index = sub.add_parser("index", help="build and change a persisted hybrid index")
+    isub = index.add_subparsers(dest="index_command", metavar="ACTION", required=True)
+    p = isub.add_parser("build", help="encode a .jsonl corpus into a new index folder")
+    p.add_argument("--corpus", required=True, help=".jsonl with id, text (title, metadata optional)")
+    p.add_argument("--index-dir", required=True)
+    _model_args(p, f"embedder (default: {DEFAULT_MODEL}); BGE-M3 adds sparse vectors")
+    p.add_argument("--colbert", action="store_true", help="BGE-M3: also store ColBERT vectors for rescoring")
+    p.add_argument("--dense-only", action="store_true", help="BGE-M3: store dense vectors only")
+    p.add_argument("--factory", default="Flat", help="FAISS index: Flat (exact, default), HNSW32, IVF256,Flat ...")
+    p.add_argument("--metric", choices=["ip", "l2"], default="ip")
+    p.add_argument("--ef-search", type=int, default=None, help="HNSW efSearch recorded with the index")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing index")
+    p.set_defaults(func=cmd_build)
+    p = isub.add_parser("add", help="add (or --upsert) documents from a .jsonl corpus")
+    p.add_argument("--index-dir", required=True)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--upsert", action="store_true", help="replace documents whose ids exist")
+    _model_args(p, "the index's model (default: the one it records)")
+    p.set_defaults(func=cmd_add)
+    p = isub.add_parser("delete", help="delete documents by id")
+    p.add_argument("--index-dir", required=True)
+    p.add_argument("--ids", nargs="+", help="document ids")
+    p.add_argument("--ids-file", help="a file with one id per line")
+    p.add_argument("--ignore-missing", action="store_true", help="ids not in the index are not an error")
+    p.set_defaults(func=cmd_delete)
+    p = isub.add_parser("info", help="describe an index")
+    p.add_argument("--index-dir", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+    p = isub.add_parser("export-qdrant", help="copy an index into a Qdrant collection (named vectors)")
+    p.add_argument("--index-dir", required=True)
+    p.add_argument("--collection", required=True)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--qdrant-url", help="a Qdrant server, e.g. http://127.0.0.1:6333 (key: $QDRANT_API_KEY)")
+    where.add_argument("--qdrant-path", help="a local Qdrant folder (qdrant-client local mode)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing collection")
+    p.set_defaults(func=cmd_export_qdrant)
+
+    p = sub.add_parser("serve", help="HTTP server: OpenAI / TEI embeddings, reranking, index search")
+    _model_args(p, f"embedder (default: {DEFAULT_MODEL}, or the index's model with --index-dir)")
+    p.add_argument("--reranker", default=None, help="reranker model for /rerank, /v1/rerank and search")
+    p.add_argument("--index-dir", default=None, help="serve /search over this index")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or set $BGEKIT_API_KEY)")
+    p.add_argument("--max-batch-tokens", type=int, default=16384)
+    p.add_argument("--max-wait-ms", type=float, default=2.0)
+    p.add_argument("--max-queue", type=int, default=4096, help="queued inputs before 503")
+    p.add_argument("--max-client-batch-size", type=int, default=32, help="inputs per request")
+    p.add_argument("--max-input-tokens", type=int, default=None, help="tokens per input (default: the model's)")
+    p.add_argument("--truncate", action="store_true", help="truncate long inputs by default instead of 413")
+    p.add_argument("--ef-search", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(func=cmd_serve)

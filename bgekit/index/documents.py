@@ -1,0 +1,208 @@
+"""Documents of a persisted index: reading a corpus, and the SQLite table that holds ids, texts and metadata.
+
+A corpus is a .jsonl file, one document per line: ``{"id": ..., "text": ..., "title": ..., "metadata": {...}}``.
+``_id`` (BEIR) is accepted for ``id``; an optional ``title`` is prepended to the text for encoding (BEIR
+convention: ``title + " " + text``); every other field joins ``metadata``, which the exact-value filter reads.
+
+Example:
+    >>> docs = as_documents([{"id": "a", "text": "pandas eat bamboo", "lang": "en"}])
+    >>> docs.ids, docs.metadata
+    (['a'], [{'lang': 'en'}])
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+SCHEMA = ("CREATE TABLE docs (row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, text TEXT NOT NULL, "
+          "title TEXT, metadata TEXT NOT NULL)")
+_RESERVED = ("id", "_id", "text", "title", "metadata")
+_FILTER_TYPES = {str: ("text",), bool: None, int: ("integer", "real"), float: ("integer", "real")}
+
+
+@dataclass
+class Documents:
+    """Documents to index: parallel lists (ids are strings, unique)."""
+
+    ids: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    titles: list[str | None] = field(default_factory=list)
+    metadata: list[dict] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def for_encoding(self) -> list[str]:
+        """The texts the model encodes: ``title + " " + text`` where a title is present."""
+        return [f"{t} {x}".strip() if t else x for t, x in zip(self.titles, self.texts)]
+
+    def slice(self, start: int, end: int) -> "Documents":
+        return Documents(self.ids[start:end], self.texts[start:end], self.titles[start:end], self.metadata[start:end])
+
+
+def _document(obj: Any, where: str) -> tuple[str, str, str | None, dict]:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where}: a document must be an object with 'id' and 'text', got {type(obj).__name__}")
+    doc_id = obj.get("id", obj.get("_id"))
+    if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)) or doc_id == "":
+        raise ValueError(f"{where}: 'id' must be a non-empty string or an integer, got {doc_id!r:.60}")
+    text, title = obj.get("text"), obj.get("title")
+    if not isinstance(text, str):
+        raise ValueError(f"{where}: 'text' must be a string, got {type(text).__name__}")
+    if title is not None and not isinstance(title, str):
+        raise ValueError(f"{where}: 'title' must be a string, got {type(title).__name__}")
+    meta = obj.get("metadata", {})
+    if not isinstance(meta, dict):
+        raise ValueError(f"{where}: 'metadata' must be an object, got {type(meta).__name__}")
+    meta = {**{k: v for k, v in obj.items() if k not in _RESERVED}, **meta}
+    return str(doc_id), text, title or None, meta
+
+
+def as_documents(items: Iterable[Any], source: str = "documents") -> Documents:
+    """Validate documents given as dicts (``id``/``_id``, ``text``, optional ``title`` and ``metadata``).
+
+    Raises:
+        ValueError: a malformed document or a repeated id (naming its position).
+    """
+    if isinstance(items, Documents):
+        items = [{"id": i, "text": x, "title": t, "metadata": m}
+                 for i, x, t, m in zip(items.ids, items.texts, items.titles, items.metadata)]
+    docs, seen = Documents(), {}
+    for n, obj in enumerate(items):
+        doc_id, text, title, meta = _document(obj, f"{source}[{n}]")
+        if doc_id in seen:
+            raise ValueError(f"{source}[{n}]: id {doc_id!r} repeats {source}[{seen[doc_id]}]")
+        seen[doc_id] = n
+        docs.ids.append(doc_id), docs.texts.append(text), docs.titles.append(title), docs.metadata.append(meta)
+    return docs
+
+
+def read_corpus(path: str) -> Documents:
+    """Read a .jsonl corpus (see module docstring); errors name the file and line."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"corpus file {path!r} does not exist")
+    if not path.endswith(".jsonl"):
+        raise ValueError(f"corpus {path!r}: expected a .jsonl file with one {{'id', 'text'}} object per line")
+    objs, lines = [], []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                objs.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            lines.append(n)
+    try:
+        return as_documents(objs, source="line")
+    except ValueError as e:  # "line[3]: ..." -> "file:line: ..."
+        msg = str(e)
+        pos = int(msg[msg.index("[") + 1: msg.index("]")])
+        raise ValueError(f"{path}:{lines[pos]}{msg[msg.index(']') + 1:]}") from None
+
+
+# ---------------------------------------------------------------- the SQLite table
+
+def _uri(path: str, query: str = "") -> str:
+    return "file:" + os.path.abspath(path).replace("%", "%25").replace("?", "%3f").replace("#", "%23") + query
+
+
+def open_readonly(path: str) -> sqlite3.Connection:
+    """A generation's table never changes once written: open it immutable (no locks, no journal)."""
+    return sqlite3.connect(_uri(path, "?mode=ro&immutable=1"), uri=True, check_same_thread=False)
+
+
+def create_table(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(_uri(path), uri=True)
+    db.execute("PRAGMA journal_mode=OFF")  # the whole file is new: a crash discards it, no journal needed
+    db.execute(SCHEMA)
+    return db
+
+
+def copy_rows(db: sqlite3.Connection, old_path: str, drop_rows: np.ndarray) -> int:
+    """Copy the old table's rows except ``drop_rows``, renumbered 0..n-1 in order. Returns n."""
+    db.execute("ATTACH DATABASE ? AS old", (_uri(old_path, "?mode=ro&immutable=1"),))
+    db.execute("CREATE TEMP TABLE gone (row INTEGER PRIMARY KEY)")
+    db.executemany("INSERT INTO gone VALUES (?)", ((int(r),) for r in drop_rows))
+    db.execute("INSERT INTO docs SELECT ROW_NUMBER() OVER (ORDER BY row) - 1, id, text, title, metadata "
+               "FROM old.docs WHERE row NOT IN (SELECT row FROM gone)")
+    db.commit()
+    db.execute("DETACH DATABASE old")
+    return int(db.execute("SELECT COUNT(*) FROM docs").fetchone()[0])
+
+
+def insert_rows(db: sqlite3.Connection, start: int, docs: Documents) -> None:
+    rows = ((start + i, d, x, t, json.dumps(m, ensure_ascii=False))
+            for i, (d, x, t, m) in enumerate(zip(docs.ids, docs.texts, docs.titles, docs.metadata)))
+    try:
+        db.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?)", rows)
+    except TypeError as e:
+        raise ValueError(f"document metadata must be JSON-serialisable: {e}") from None
+    db.commit()
+
+
+def rows_of_ids(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
+    """id -> row for the ids the table holds (absent ids are left out)."""
+    out: dict[str, int] = {}
+    ids = [str(i) for i in ids]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        q = f"SELECT id, row FROM docs WHERE id IN ({','.join('?' * len(chunk))})"
+        out.update(db.execute(q, chunk).fetchall())
+    return out
+
+
+def fetch(db: sqlite3.Connection, rows: Sequence[int]) -> dict[int, tuple[str, str, str | None, dict]]:
+    """row -> (id, text, title, metadata) for the given rows."""
+    out = {}
+    rows = sorted({int(r) for r in rows})
+    for start in range(0, len(rows), 500):
+        chunk = rows[start:start + 500]
+        q = f"SELECT row, id, text, title, metadata FROM docs WHERE row IN ({','.join('?' * len(chunk))})"
+        for row, doc_id, text, title, meta in db.execute(q, chunk):
+            out[row] = (doc_id, text, title, json.loads(meta))
+    return out
+
+
+def filter_sql(where: dict) -> tuple[str, list]:
+    """An exact-value metadata filter as SQL: every field must match; a list value means any of its values.
+
+    Values compare with their JSON type: "1" does not match 1, True does not match 1, None matches null.
+    """
+    if not isinstance(where, dict) or not where:
+        raise ValueError(f"filter must be a non-empty object field -> value, got {where!r:.80}")
+    clauses, params = [], []
+    for name, value in where.items():
+        if not isinstance(name, str) or not name or '"' in name:
+            raise ValueError(f"filter field names must be non-empty strings without '\"', got {name!r}")
+        path = f'$."{name}"'
+        options = value if isinstance(value, list) else [value]
+        if not options:
+            raise ValueError(f"filter[{name!r}]: an empty list matches nothing")
+        ors = []
+        for v in options:
+            if v is None:
+                ors.append("json_type(metadata, ?) = 'null'"), params.append(path)
+            elif isinstance(v, bool):
+                ors.append("json_type(metadata, ?) = ?"), params.extend([path, "true" if v else "false"])
+            elif type(v) in _FILTER_TYPES:
+                types = ",".join(f"'{t}'" for t in _FILTER_TYPES[type(v)])
+                ors.append(f"(json_type(metadata, ?) IN ({types}) AND json_extract(metadata, ?) = ?)")
+                params.extend([path, path, v])
+            else:
+                raise ValueError(f"filter[{name!r}]: values must be strings, numbers, booleans or null "
+                                 f"(or a list of them), got {type(v).__name__}")
+        clauses.append("(" + " OR ".join(ors) + ")")
+    return " AND ".join(clauses), params
+
+
+def filter_rows(db: sqlite3.Connection, where: dict) -> np.ndarray:
+    """Rows (ascending) whose metadata matches the exact-value filter ``where`` (see :func:`filter_sql`)."""
+    sql, params = filter_sql(where)
+    rows = [r for (r,) in db.execute(f"SELECT row FROM docs WHERE {sql} ORDER BY row", params)]
+    return np.asarray(rows, dtype=np.int64)
