@@ -35,6 +35,25 @@ _LAZY = {
     "LayerWiseFlagLLMReranker": "bgekit.reranker_layerwise",
     "LightWeightFlagLLMReranker": "bgekit.reranker_layerwise",
     "EarlyExitReranker": "bgekit.reranker_layerwise",
+    # evaluation and retrieval
+    "evaluate_beir": "bgekit.eval.runner",
+    "evaluate_retrieval": "bgekit.eval.runner",
+    "EvalConfig": "bgekit.eval.runner",
+    "load_folder": "bgekit.eval.data",
+    "load_benchmark": "bgekit.eval.hub",
+    "evaluate_run": "bgekit.eval.metrics",
+    "DenseIndex": "bgekit.index.dense",
+    "SparseIndex": "bgekit.index.sparse",
+    "MTEBModel": "bgekit.eval.mteb",
+    # persisted hybrid index, search and the HTTP server
+    "build_index": "bgekit.index.store",
+    "open_index": "bgekit.index.store",
+    "IndexStore": "bgekit.index.store",
+    "Searcher": "bgekit.index.search",
+    "SearchHit": "bgekit.index.search",
+    "SearchResult": "bgekit.index.search",
+    "create_app": "bgekit.serve",
+    "ServeConfig": "bgekit.serve_engine",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

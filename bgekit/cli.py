@@ -13,7 +13,10 @@ import sys
 SUBCOMMANDS = [
     "bgekit.cli_embed",
     "bgekit.cli_rerank",
+    "bgekit.cli_eval",
     "bgekit.cli_train",
+    "bgekit.cli_mine",
+    "bgekit.cli_index",
 ]
 
 

@@ -124,3 +124,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_model_args(p)
     p.set_defaults(func=cmd_search)
+    __import__("bgekit.cli_index").cli_index.extend_search(p, cmd_search)  # --index-dir and its options

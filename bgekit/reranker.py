@@ -41,8 +41,9 @@ class Reranker:
         prompt: LLM rerankers: the question after the pair; None uses the reference prompt.
         devices: "cpu", "cuda:0", a list (one worker process each), or None for all GPUs / CPU.
         dtype: "fp32", "fp16" or "bf16"; or use_fp16 / use_bf16 (fp16 on CPU runs fp32, bf16 is real bf16).
-        batch_size, max_length, query_max_length: defaults for scoring; query_max_length defaults to
-            max_length * 3 // 4, max_length to 512.
+        batch_size, max_length, query_max_length: defaults for scoring; max_length defaults to the spec's (a
+            trained folder's pair length) or 512, query_max_length to the spec's ``extra["query_max_length"]``
+            (saved by ``bgekit train reranker``) or max_length * 3 // 4.
         normalize: apply a sigmoid to the scores.
         peft_path: LLM rerankers: a PEFT adapter merged into the weights (needs ``peft``).
         trust_remote_code, cache_dir: passed to transformers / the hub download.
@@ -92,6 +93,7 @@ class Reranker:
         self.target_devices = backends.resolve_devices(devices)
         self.batch_size = check_batch_size(batch_size)
         self.max_length = check_length(max_length or self.spec.max_length or 512, "max_length")
+        query_max_length = query_max_length if query_max_length is not None else self.spec.extra.get("query_max_length")
         self.query_max_length = None if query_max_length is None else check_length(query_max_length, "query_max_length")
         self.normalize = check_normalize(normalize)
         self.dtype = backends.resolve_dtype(self.target_devices[0], use_fp16, use_bf16, dtype)

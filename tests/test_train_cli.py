@@ -80,3 +80,11 @@ def test_help_lists_flagembedding_options(capsys):
     text = capsys.readouterr().out
     for option in ("--train_data", "--negatives_cross_device", "--unified_finetuning", "--use_lora", "--deepspeed"):
         assert option in text
+
+
+def test_attn_implementation_is_used_for_training(tmp_path):
+    from bgekit.train.run import build_embedder_training
+
+    _, model = build_embedder_training(*parse_embedder_args(_options(tmp_path / "o", kebab=False)
+                                                            + ["--attn_implementation", "eager"]))
+    assert model.model.config._attn_implementation == "eager"

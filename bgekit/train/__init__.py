@@ -9,7 +9,11 @@ Modules (shared by embedder and reranker training unless noted):
 - :mod:`bgekit.train.trainer`: ``GroupTrainer``, the one Trainer subclass, with crash-safe saving and resume;
 - :mod:`bgekit.train.lora`: LoRA configs and merged weights;
 - embedders: :mod:`bgekit.train.collate` (batches), :mod:`bgekit.train.embedder` (the trainable model),
-  :mod:`bgekit.train.args` (arguments, FlagEmbedding's names), :mod:`bgekit.train.run` (``train_embedder``).
+  :mod:`bgekit.train.args` (arguments, FlagEmbedding's names), :mod:`bgekit.train.run` (``train_embedder``);
+- rerankers: :mod:`bgekit.train.reranker` (batches and the trainable cross-encoder / LLM / layerwise model),
+  :mod:`bgekit.train.reranker_args`, :mod:`bgekit.train.run_reranker` (``train_reranker``);
+- data preparation: :mod:`bgekit.train.mine` (hard negatives, ``bgekit mine``) and :mod:`bgekit.train.label`
+  (teacher scores, ``bgekit label``).
 
 Nothing here is imported by ``import bgekit``; it needs the ``train`` extra (accelerate, peft).
 

@@ -98,6 +98,8 @@ def load_embedder_for_training(model_args, data_args, training_args):
         if kind == "m3":
             logger.info("no M3 heads in %s: starting new sparse and ColBERT heads", path)
             heads = M3Heads(emb.model.config.get_text_config().hidden_size, model_args.colbert_dim)
+    if model_args.attn_implementation is not None:
+        emb.model.set_attn_implementation(model_args.attn_implementation)
     tok = emb.tokenizer
     if tok.pad_token is None:
         tok.pad_token = tok.unk_token if tok.unk_token is not None else tok.eos_token
