@@ -10,8 +10,7 @@ Example:
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bgekit._lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -56,17 +55,5 @@ _LAZY = {
     "ServeConfig": "bgekit.serve_engine",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bgekit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = lazy_names("bgekit", _LAZY, globals())
+__all__ = __all__ + ["__version__"]

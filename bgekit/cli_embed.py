@@ -7,6 +7,8 @@ import os
 import sys
 from typing import Any
 
+from bgekit.io import iter_jsonl
+
 DEFAULT_SAMPLE = os.path.join(os.path.dirname(__file__), "data", "sample_corpus.jsonl")
 
 
@@ -17,22 +19,16 @@ def read_texts(path: str, field: str = "text") -> list[str]:
         FileNotFoundError: the file does not exist.
         ValueError: a jsonl line that is not JSON, not an object, or lacks ``field`` (file and line named).
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"input file {path!r} does not exist")
-    texts: list[str] = []
-    with open(path, encoding="utf-8") as f:
-        if not path.endswith(".jsonl"):
+    if not path.endswith(".jsonl"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"input file {path!r} does not exist")
+        with open(path, encoding="utf-8") as f:
             return [line.rstrip("\n") for line in f]
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict) or not isinstance(obj.get(field), str):
-                raise ValueError(f"{path}:{n}: expected an object with a string field {field!r}")
-            texts.append(obj[field])
+    texts: list[str] = []
+    for where, obj in iter_jsonl(path):
+        if not isinstance(obj.get(field), str):
+            raise ValueError(f"{where}: expected an object with a string field {field!r}")
+        texts.append(obj[field])
     return texts
 
 

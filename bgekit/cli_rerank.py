@@ -13,6 +13,8 @@ import os
 import sys
 from typing import Any, Callable
 
+from bgekit.io import iter_jsonl
+
 DEFAULT_RERANKER = "BAAI/bge-reranker-v2-m3"
 
 
@@ -35,25 +37,15 @@ def read_queries(path: str) -> list[dict]:
         FileNotFoundError: no such file.
         ValueError: a line that is not JSON or lacks a string "query" / a list "passages" (file and line named).
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"input file {path!r} does not exist")
     items = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("query"), str) or not isinstance(obj.get("passages"), list):
-                raise ValueError(f"{where}: expected an object with a string 'query' and a list 'passages'")
-            parsed = [_passage(p, where, i) for i, p in enumerate(obj["passages"])]
-            ids = [pid if pid is not None else str(i) for i, (pid, _) in enumerate(parsed)]
-            has_ids = any(pid is not None for pid, _ in parsed)
-            items.append({"query": obj["query"], "texts": [t for _, t in parsed], "ids": ids if has_ids else None,
-                          "id": obj.get("id")})
+    for where, obj in iter_jsonl(path):
+        if not isinstance(obj.get("query"), str) or not isinstance(obj.get("passages"), list):
+            raise ValueError(f"{where}: expected an object with a string 'query' and a list 'passages'")
+        parsed = [_passage(p, where, i) for i, p in enumerate(obj["passages"])]
+        ids = [pid if pid is not None else str(i) for i, (pid, _) in enumerate(parsed)]
+        has_ids = any(pid is not None for pid, _ in parsed)
+        items.append({"query": obj["query"], "texts": [t for _, t in parsed], "ids": ids if has_ids else None,
+                      "id": obj.get("id")})
     return items
 
 

@@ -18,22 +18,33 @@ import logging
 # kind -> (help, "module:function"); the function takes the option list and returns an exit code.
 TRAINERS = {
     "embedder": ("fine-tune an embedder (encoder, BGE-M3, decoder-only with LoRA, ICL)", "bgekit.cli_train:run_embedder"),
-    "reranker": ("fine-tune a reranker (cross-encoder, LLM with LoRA, layerwise)", "bgekit.train.run_reranker:run_cli"),
+    "reranker": ("fine-tune a reranker (cross-encoder, LLM with LoRA, layerwise)", "bgekit.cli_train:run_reranker"),
 }
 
 
+def _train(argv: list[str], parse, train, describe) -> int:
+    """Parse the options, train, save into --output_dir, print what was saved where."""
+    model_args, data_args, training_args = parse(argv)
+    if training_args.should_log:
+        logging.getLogger("bgekit").setLevel(logging.INFO)
+    model = train(model_args, data_args, training_args)
+    if training_args.process_index == 0:
+        print(f"saved the trained {describe(model)} to {training_args.output_dir}")
+    return 0
+
+
 def run_embedder(argv: list[str]) -> int:
-    """Parse the options, train, save into --output_dir, print where the model is."""
     from bgekit.train.args import parse_embedder_args
     from bgekit.train.run import train_embedder
 
-    model_args, data_args, training_args = parse_embedder_args(argv)
-    if training_args.should_log:
-        logging.getLogger("bgekit").setLevel(logging.INFO)
-    emb = train_embedder(model_args, data_args, training_args)
-    if training_args.process_index == 0:
-        print(f"saved the trained {emb.spec.kind} embedder to {training_args.output_dir}")
-    return 0
+    return _train(argv, parse_embedder_args, train_embedder, lambda emb: f"{emb.spec.kind} embedder")
+
+
+def run_reranker(argv: list[str]) -> int:
+    from bgekit.train.reranker_args import parse_reranker_args
+    from bgekit.train.run_reranker import train_reranker
+
+    return _train(argv, parse_reranker_args, train_reranker, lambda model: f"{model.kind} reranker")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -37,4 +37,4 @@ def test_eval_errors_are_reported_not_raised(tmp_path, capsys):
     with open(os.path.join(root, "queries.jsonl"), "a") as f:
         f.write("{not json\n")
     assert main(["eval", "beir", "--dataset-dir", root, "--retrieval", "bm25"]) == 1
-    assert "queries.jsonl:4: malformed JSON" in capsys.readouterr().err
+    assert "queries.jsonl:4: not valid JSON" in capsys.readouterr().err

@@ -71,7 +71,7 @@ def test_fingerprint_follows_content(tmp_path):
 def test_malformed_line_names_file_and_line(tmp_path):
     root = make_beir(str(tmp_path))
     write_jsonl(os.path.join(root, "corpus.jsonl"), [{"_id": "d1", "text": "ok"}, '{"_id": "d2", "text": '])
-    with pytest.raises(ValueError, match=r"corpus\.jsonl:2: malformed JSON"):
+    with pytest.raises(ValueError, match=r"corpus\.jsonl:2: not valid JSON"):
         load_folder(root)
     write_jsonl(os.path.join(root, "corpus.jsonl"), [{"_id": "d1"}])
     with pytest.raises(ValueError, match=r"corpus\.jsonl:1: missing field 'text'"):

@@ -340,6 +340,10 @@ def test_bad_input(xlmr, llm):
         xlmr.score(PAIRS, prompt="Yes?")
 
 
+def test_dataloader_options_are_accepted_and_change_nothing(llm):
+    assert np.array_equal(llm.compute_score(PAIRS, use_dataloader=True, num_workers=2), llm.compute_score(PAIRS))
+
+
 def test_check_pairs_accepts_tuples():
     assert check_pairs(("q", "p")) == [("q", "p")]
     assert check_pairs([("q", "p"), ["a", "b"]]) == [("q", "p"), ("a", "b")]

@@ -3,7 +3,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 from bgekit import FlagAutoModel
 from bgekit.cli import main
@@ -14,12 +13,7 @@ BERT = str(GOLDEN / "models" / "bert-embedder")
 DATA = os.path.join(os.path.dirname(str(GOLDEN)), "data", "finetune-examples", "embedder", "retrieval", "nli.jsonl")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _options(out, kebab):

@@ -38,7 +38,7 @@ def test_real_example_folders_load_with_marks_types_and_scores():
 
 
 def test_distillation_needs_scores_and_names_the_line():
-    with pytest.raises(ValueError, match=r"AmazonClassification\.jsonl, line 1: .*pos_scores"):
+    with pytest.raises(ValueError, match=r"AmazonClassification\.jsonl:1: .*pos_scores"):
         load_sources([os.path.join(EXAMPLES, "classification-no_in_batch_neg")], need_scores=True)
     sources = load_sources([os.path.join(EXAMPLES, "retrieval")], need_scores=True)
     ex = sources[0].examples[0]
@@ -64,13 +64,13 @@ def test_same_source_batches_follow_types_on_real_data():
 
 # ---------------------------------------------------------------- validation
 @pytest.mark.parametrize("line, message", [
-    ('{"query": "q", "pos": ["p"]', "line 2: not valid JSON"),
-    ({"query": "q", "neg": ["n"]}, "line 2: the example has no positives"),
-    ({"query": "q", "pos": [], "neg": ["n"]}, "line 2: the example has no positives"),
-    ({"query": 3, "pos": ["p"]}, "line 2: 'query' must be a string"),
-    ({"query": "q", "pos": "p"}, "line 2: 'pos' must be a list of strings"),
-    ({"query": "q", "pos": ["p"], "neg": ["n"], "neg_scores": [1, 2]}, "line 2: 'neg_scores' has 2 scores for 1 texts"),
-    ([1, 2], "line 2: expected a JSON object"),
+    ('{"query": "q", "pos": ["p"]', r"train\.jsonl:2: not valid JSON"),
+    ({"query": "q", "neg": ["n"]}, r"train\.jsonl:2: the example has no positives"),
+    ({"query": "q", "pos": [], "neg": ["n"]}, r"train\.jsonl:2: the example has no positives"),
+    ({"query": 3, "pos": ["p"]}, r"train\.jsonl:2: 'query' must be a string"),
+    ({"query": "q", "pos": "p"}, r"train\.jsonl:2: 'pos' must be a list of strings"),
+    ({"query": "q", "pos": ["p"], "neg": ["n"], "neg_scores": [1, 2]}, r"train\.jsonl:2: 'neg_scores' has 2 scores for 1 texts"),
+    ([1, 2], r"train\.jsonl:2: expected a JSON object"),
 ])
 def test_bad_line_names_file_and_line(tmp_path, line, message):
     path = _write(tmp_path / "train.jsonl", [GOOD, line])
@@ -81,7 +81,7 @@ def test_bad_line_names_file_and_line(tmp_path, line, message):
 
 def test_blank_lines_are_skipped_and_line_numbers_stay_true(tmp_path):
     path = _write(tmp_path / "t.jsonl", [GOOD, "", {"query": "q"}])
-    with pytest.raises(ValueError, match="line 3"):
+    with pytest.raises(ValueError, match=r"t\.jsonl:3:"):
         read_jsonl(path)
 
 
@@ -138,7 +138,7 @@ def test_draws_depend_on_seed_epoch_index_only(tmp_path):
 
 def test_example_without_negatives_is_rejected_for_groups(tmp_path):
     path = _write(tmp_path / "t.jsonl", [GOOD, {"query": "q", "pos": ["p"]}])
-    with pytest.raises(ValueError, match=r"line 2: the example has no negatives"):
+    with pytest.raises(ValueError, match=r"t\.jsonl:2: the example has no negatives"):
         GroupDataset(load_sources([path]), group_size=2)
     assert len(GroupDataset(load_sources([path]), group_size=1)) == 2
 

@@ -3,7 +3,6 @@ named; add_reranker_score.py's option names work; the output trains with --knowl
 import json
 
 import pytest
-import torch
 
 from bgekit.cli import main
 from bgekit.compat_reranker import FlagReranker
@@ -20,12 +19,7 @@ ROWS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _write(path, rows):
@@ -62,7 +56,7 @@ def test_label_errors_are_named(tmp_path, capsys):
     with open(bad, "a") as f:
         f.write('{"query": "q", "pos": "not a list"}\n')
     assert main(["label", "--reranker", BERT_RR, "--input", bad, "--output", str(tmp_path / "o.jsonl")]) == 1
-    assert "bad.jsonl, line 2: 'pos' must be a list of strings" in capsys.readouterr().err
+    assert "bad.jsonl:2: 'pos' must be a list of strings" in capsys.readouterr().err
     assert not (tmp_path / "o.jsonl").exists()
     assert main(["label", "--input", bad, "--output", str(tmp_path / "o.jsonl")]) == 1
     assert "--reranker (--reranker_name_or_path) is required" in capsys.readouterr().err

@@ -112,10 +112,10 @@ def test_filter_and_range_options_are_checked():
 def test_malformed_line_and_missing_positives_are_named(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"query": "q", "pos": ["doc 1"]}\n\n{"query": "q", "pos": [}\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl, line 3: not valid JSON"):
+    with pytest.raises(ValueError, match=r"bad.jsonl:3: not valid JSON"):
         mine_file(RankEmbedder(), str(path), str(tmp_path / "out.jsonl"), MineConfig((0, 5), 2))
     path.write_text('{"query": "q", "pos": ["doc 1"]}\n{"query": "q", "neg": ["doc 2"]}\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl, line 2: the example has no positives"):
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: the example has no positives"):
         mine_file(RankEmbedder(), str(path), str(tmp_path / "out.jsonl"), MineConfig((0, 5), 2))
     assert not (tmp_path / "out.jsonl").exists()
 

@@ -2,7 +2,6 @@
 import os
 
 import pytest
-import torch
 
 from bgekit import FlagAutoReranker
 from bgekit.cli import main
@@ -14,12 +13,7 @@ BERT_RR = str(GOLDEN / "models" / "bert-reranker")
 DATA = os.path.join(os.path.dirname(str(GOLDEN)), "data", "finetune-examples", "reranker", "normal", "examples.jsonl")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _options(out, kebab):

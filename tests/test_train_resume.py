@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -33,12 +32,7 @@ class KillAfterSave(TrainerCallback):
             raise Killed
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _args(out, *extra):

@@ -11,8 +11,8 @@ Example:
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bgekit._lazy import lazy_names
+
 
 _LAZY = {
     "RetrievalData": "bgekit.eval.data",
@@ -34,15 +34,4 @@ _LAZY = {
     "MTEBModel": "bgekit.eval.mteb",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bgekit.eval' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = lazy_names("bgekit.eval", _LAZY, globals())

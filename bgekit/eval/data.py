@@ -26,6 +26,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from bgekit.io import iter_jsonl
+
 logger = logging.getLogger(__name__)
 
 LAYOUTS = ("beir", "custom")
@@ -121,19 +123,8 @@ def _open_text(path: str):
 
 def read_jsonl(path: str) -> Iterator[tuple[int, dict]]:
     """``(line_number, object)`` for each non-blank line; a bad line raises ValueError naming file and line."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} does not exist")
-    with _open_text(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: malformed JSON line ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
-            yield n, obj
+    for where, obj in iter_jsonl(path):
+        yield int(where.rsplit(":", 1)[1]), obj
 
 
 def _field(obj: dict, key: str, path: str, n: int, kind: type = str, default: Any = ...) -> Any:

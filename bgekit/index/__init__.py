@@ -10,8 +10,8 @@ Every search returns ``(scores, indices)`` arrays of shape (Q, k), best first, p
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bgekit._lazy import lazy_names
+
 
 _LAZY = {
     "DenseIndex": "bgekit.index.dense",
@@ -21,15 +21,4 @@ _LAZY = {
     "fuse": "bgekit.index.fusion",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bgekit.index' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = lazy_names("bgekit.index", _LAZY, globals())

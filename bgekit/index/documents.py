@@ -19,6 +19,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from bgekit.io import iter_jsonl
+
 SCHEMA = ("CREATE TABLE docs (row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, text TEXT NOT NULL, "
           "title TEXT, metadata TEXT NOT NULL)")
 _RESERVED = ("id", "_id", "text", "title", "metadata")
@@ -89,15 +91,9 @@ def read_corpus(path: str) -> Documents:
     if not path.endswith(".jsonl"):
         raise ValueError(f"corpus {path!r}: expected a .jsonl file with one {{'id', 'text'}} object per line")
     objs, lines = [], []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                objs.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            lines.append(n)
+    for where, obj in iter_jsonl(path, objects_only=False):
+        objs.append(obj)
+        lines.append(where.rsplit(":", 1)[1])
     try:
         return as_documents(objs, source="line")
     except ValueError as e:  # "line[3]: ..." -> "file:line: ..."

@@ -32,16 +32,12 @@ def _default_target_modules() -> list[str]:
 
 
 @dataclass
-class EmbedderModelArguments:
-    """Which model to train, and how (LoRA, M3 heads)."""
+class SharedModelArguments:
+    """Model options embedder and reranker training share: where the model is, and LoRA."""
 
     model_name_or_path: str = field(metadata={"help": "Model folder or hub name.", "aliases": ["--model"]})
-    model_class: str | None = field(default=None, metadata={
-        "help": "Force the model kind: " + ", ".join(MODEL_CLASSES) + " (default: resolved from the model).",
-        "choices": list(MODEL_CLASSES)})
     cache_dir: str | None = field(default=None, metadata={"help": "Hub cache folder."})
     trust_remote_code: bool | None = field(default=None, metadata={"help": "Default: what the model table says."})
-    colbert_dim: int = field(default=-1, metadata={"help": "ColBERT size of new M3 heads (-1: hidden size)."})
     use_lora: bool | None = field(default=None, metadata={"help": "Train LoRA adapters (default: yes for decoder-only models)."})
     lora_rank: int = field(default=64, metadata={"help": "LoRA rank."})
     lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha."})
@@ -50,6 +46,16 @@ class EmbedderModelArguments:
     modules_to_save: list[str] | None = field(default=None, metadata={"help": "Modules trained fully beside LoRA."})
     save_merged_lora_model: bool = field(default=False, metadata={"help": "Accepted for FlagEmbedding scripts; bgekit always saves the merged model."})
     attn_implementation: str | None = field(default=None, metadata={"help": "Attention kernel while training: eager, sdpa, ... (default: transformers'; eager trains BERT-size models about 1.5x faster on CPU)."})
+
+
+@dataclass
+class EmbedderModelArguments(SharedModelArguments):
+    """Which model to train, and how (LoRA, M3 heads)."""
+
+    model_class: str | None = field(default=None, metadata={
+        "help": "Force the model kind: " + ", ".join(MODEL_CLASSES) + " (default: resolved from the model).",
+        "choices": list(MODEL_CLASSES)})
+    colbert_dim: int = field(default=-1, metadata={"help": "ColBERT size of new M3 heads (-1: hidden size)."})
 
 
 @dataclass

@@ -35,6 +35,8 @@ import random
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from bgekit.io import iter_jsonl
+
 import torch
 
 logger = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ EXTENSIONS = (".jsonl", ".json")
 
 @dataclass(frozen=True)
 class Example:
-    """One validated line of a training file. ``where`` is "file, line N" for error messages."""
+    """One validated line of a training file. ``where`` is "file:line" for error messages."""
 
     query: str
     pos: tuple[str, ...]
@@ -131,18 +133,7 @@ def read_jsonl(path: str, need_scores: bool = False) -> list[Example]:
     Raises:
         ValueError: a line that is not valid JSON or not a valid example (message names file and line).
     """
-    examples = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-            examples.append(parse_example(obj, where, need_scores))
-    return examples
+    return [parse_example(obj, where, need_scores) for where, obj in iter_jsonl(path, objects_only=False)]
 
 
 def _marked_folder(folder: str) -> bool:

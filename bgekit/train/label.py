@@ -20,6 +20,8 @@ import json
 import logging
 from typing import Any, Sequence
 
+from bgekit.io import iter_jsonl
+
 from bgekit.train.data import Example, parse_example
 
 logger = logging.getLogger(__name__)
@@ -33,17 +35,7 @@ def read_records(path: str) -> list[tuple[dict, Example]]:
         ValueError: a line that is not JSON or not a valid example (no positives, wrong types), naming the file
             and line.
     """
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-            records.append((obj, parse_example(obj, where)))
+    records = [(obj, parse_example(obj, where)) for where, obj in iter_jsonl(path, objects_only=False)]
     if not records:
         raise ValueError(f"{path} holds no examples")
     return records

@@ -23,21 +23,18 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from bgekit.train.args import SharedModelArguments
+
 # FlagEmbedding's model_class values (its reranker runner modules) -> our kinds
 RERANKER_MODEL_CLASSES = {"encoder-only-base": "cross-encoder", "decoder-only-base": "llm",
                           "decoder-only-layerwise": "layerwise"}
 MODEL_TYPES = {"encoder": "cross-encoder", "decoder": "llm", "from_raw_model": None, "from_finetuned_model": None}
 
 
-def _default_target_modules() -> list[str]:
-    return ["v_proj", "q_proj", "k_proj", "gate_proj", "down_proj", "o_proj", "up_proj"]
-
-
 @dataclass
-class RerankerModelArguments:
+class RerankerModelArguments(SharedModelArguments):
     """Which model to train, and how (LoRA, layerwise heads)."""
 
-    model_name_or_path: str = field(metadata={"help": "Model folder or hub name.", "aliases": ["--model"]})
     model_class: str | None = field(default=None, metadata={
         "help": "Force the kind: " + ", ".join(RERANKER_MODEL_CLASSES) + " (default: resolved from the model).",
         "choices": list(RERANKER_MODEL_CLASSES)})
@@ -46,19 +43,9 @@ class RerankerModelArguments:
         "choices": list(MODEL_TYPES)})
     config_name: str | None = field(default=None, metadata={"help": "Unused (accepted for FlagEmbedding scripts)."})
     tokenizer_name: str | None = field(default=None, metadata={"help": "Unused (accepted for FlagEmbedding scripts)."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Hub cache folder."})
-    trust_remote_code: bool | None = field(default=None, metadata={"help": "Default: what the model table says."})
     use_fast_tokenizer: bool = field(default=True, metadata={"help": "Unused (accepted for FlagEmbedding scripts)."})
     token: str | None = field(default=None, metadata={"help": "Unused (accepted for FlagEmbedding scripts)."})
-    use_lora: bool | None = field(default=None, metadata={"help": "Train LoRA adapters (default: yes for LLM rerankers)."})
-    lora_rank: int = field(default=64, metadata={"help": "LoRA rank."})
-    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout."})
-    target_modules: list[str] = field(default_factory=_default_target_modules, metadata={"help": "Linear layers given LoRA adapters."})
-    modules_to_save: list[str] | None = field(default=None, metadata={"help": "Modules trained fully beside LoRA."})
     use_flash_attn: bool = field(default=False, metadata={"help": "Unused (accepted for FlagEmbedding scripts)."})
-    attn_implementation: str | None = field(default=None, metadata={"help": "Attention kernel while training: eager, sdpa, ... (transformers models; default: transformers')."})
-    save_merged_lora_model: bool = field(default=False, metadata={"help": "Accepted; bgekit always saves the merged model."})
     start_layer: int = field(default=8, metadata={"help": "Layerwise from a raw model: first layer with a score head."})
     head_multi: bool = field(default=False, metadata={"help": "Layerwise from a raw model: one head per layer (else one shared)."})
     head_type: str = field(default="simple", metadata={"help": "Layerwise head type (only 'simple').", "choices": ["simple"]})

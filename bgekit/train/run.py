@@ -169,11 +169,17 @@ def train_embedder(model_args: EmbedderModelArguments, data_args: EmbedderDataAr
         >>> emb = train_embedder(*parse_embedder_args(["--model", "all-MiniLM-L6-v2", "--train_data", "train.jsonl",
         ...                                            "--output_dir", "out"]))   # doctest: +SKIP
     """
+    return fit(build_embedder_training, model_args, data_args, training_args).finish()
+
+
+def fit(build, model_args, data_args, training_args):
+    """The run every trainer shares: check ``output_dir``, find the checkpoint to resume, ``build(...)`` the
+    (trainer, model) pair, train, save the final model crash-safely; return the model."""
     if not training_args.output_dir:
         raise ValueError("--output_dir is required")
     resume = resolve_resume(training_args)
     check_output_dir(training_args, resume)
-    trainer, model = build_embedder_training(model_args, data_args, training_args)
+    trainer, model = build(model_args, data_args, training_args)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
-    return model.finish()
+    return model

@@ -182,26 +182,6 @@ def train_reranker(model_args: RerankerModelArguments, data_args: RerankerDataAr
         >>> train_reranker(*parse_reranker_args(["--model", "all-MiniLM-L6-v2", "--train_data", "train.jsonl",
         ...                                      "--output_dir", "out"]))   # doctest: +SKIP
     """
-    from bgekit.train.run import check_output_dir, resolve_resume
+    from bgekit.train.run import fit
 
-    if not training_args.output_dir:
-        raise ValueError("--output_dir is required")
-    resume = resolve_resume(training_args)
-    check_output_dir(training_args, resume)
-    trainer, model = build_reranker_training(model_args, data_args, training_args)
-    trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model()
-    return model
-
-
-def run_cli(argv: list[str]) -> int:
-    """``bgekit train reranker``: parse the options, train, save into --output_dir, say where the model is."""
-    from bgekit.train.reranker_args import parse_reranker_args
-
-    model_args, data_args, training_args = parse_reranker_args(argv)
-    if training_args.should_log:
-        logging.getLogger("bgekit").setLevel(logging.INFO)
-    model = train_reranker(model_args, data_args, training_args)
-    if training_args.process_index == 0:
-        print(f"saved the trained {model.kind} reranker to {training_args.output_dir}")
-    return 0
+    return fit(build_reranker_training, model_args, data_args, training_args)
