@@ -86,6 +86,20 @@ def test_reranker_step_in_the_runner():
     assert result.timings["rerank"] >= 0.0
 
 
+def test_no_progress_also_silences_a_native_rerankers_bar(capsys):
+    from golden import GOLDEN
+    from bgekit.reranker import Reranker
+
+    docs = {f"d{i}": f"document {i} about cats" for i in range(300)}
+    data = tiny(docs, {"q": "cats"}, {"q": {"d1": 1}})
+    reranker = Reranker(str(GOLDEN / "models" / "bert-reranker"), devices="cpu")
+    for show, expect_bar in ((False, False), (True, True)):
+        config = EvalConfig(retrieval="bm25", rerank_top_k=300, show_progress=show)
+        result = evaluate_retrieval(data, reranker=reranker, config=config)
+        assert len(result.run["q"]) == 300
+        assert ("Scoring" in capsys.readouterr().err) is expect_bar
+
+
 def test_bm25_reproduces_anserini_on_full_scifact():
     # BM25 is cheap (about a second), so the full test split runs by default.
     report = evaluate_beir([SCIFACT], config=EvalConfig(retrieval="bm25"))

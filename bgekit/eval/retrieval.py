@@ -237,7 +237,8 @@ def to_run(scores: np.ndarray, indices: np.ndarray, doc_ids: Sequence[str], quer
 
 
 def rerank(run: Mapping[str, Mapping[str, float]], queries: Mapping[str, str], doc_texts: Mapping[str, str],
-           reranker: Any, top_k: int = 100, batch_size: int | None = None) -> dict[str, dict[str, float]]:
+           reranker: Any, top_k: int = 100, batch_size: int | None = None,
+           show_progress: bool | None = None) -> dict[str, dict[str, float]]:
     """Rescore each query's top_k documents with a reranker; only those documents are kept (FlagEmbedding's way).
 
     Args:
@@ -247,6 +248,7 @@ def rerank(run: Mapping[str, Mapping[str, float]], queries: Mapping[str, str], d
             ``score(pairs)`` (the native Reranker), returning one float per pair.
         top_k: documents per query to rerank.
         batch_size: passed to the reranker when given.
+        show_progress: the scoring progress bar, for rerankers built on :class:`bgekit.Reranker` (None: its default).
     """
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"rerank top_k must be a positive integer, got {top_k!r}")
@@ -259,7 +261,12 @@ def rerank(run: Mapping[str, Mapping[str, float]], queries: Mapping[str, str], d
     if not keys:
         return {q: {} for q in run}
     pairs = [[queries[q], doc_texts[d]] for q, d in keys]
-    scores = score_fn(pairs, batch_size=batch_size) if batch_size else score_fn(pairs)
+    from bgekit.reranker import Reranker
+
+    kwargs: dict[str, Any] = {"batch_size": batch_size} if batch_size else {}
+    if isinstance(reranker, Reranker):  # the native score: same scores as compute_score, and a switchable bar
+        score_fn, kwargs["show_progress"] = reranker.score, show_progress
+    scores = score_fn(pairs, **kwargs)
     scores = np.atleast_1d(np.asarray(scores, dtype=np.float64))
     if len(scores) != len(pairs):
         raise RuntimeError(f"the reranker returned {len(scores)} scores for {len(pairs)} pairs")

@@ -193,7 +193,8 @@ def evaluate_retrieval(data: RetrievalData, model: Any = None, reranker: Any = N
     if reranker is not None:
         t = time.perf_counter()
         texts = dict(zip(data.doc_ids, data.documents()))
-        run = rerank(run, data.queries, texts, reranker, config.rerank_top_k, config.rerank_batch_size)
+        run = rerank(run, data.queries, texts, reranker, config.rerank_top_k, config.rerank_batch_size,
+                     show_progress=None if config.show_progress else False)
         times["rerank"] = time.perf_counter() - t
     t = time.perf_counter()
     if data.answers is not None:
