@@ -43,7 +43,8 @@ def _config(args: argparse.Namespace):
         retrieval=args.retrieval, k_values=tuple(args.k_values), search_top_k=args.search_top_k,
         drop_self=not args.keep_self, batch_size=args.batch_size, index_factory=args.index_factory,
         search_params=dict(args.search_param or []) or None, fusion=args.fusion, weights=tuple(args.weights),
-        rerank_top_k=args.rerank_top_k, rerank_batch_size=args.rerank_batch_size, bm25_k1=args.bm25_k1,
+        rerank_top_k=args.rerank_top_k, rerank_batch_size=args.rerank_batch_size,
+        rerank_interpolation=args.rerank_interpolation, bm25_k1=args.bm25_k1,
         bm25_b=args.bm25_b, bm25_stemmer=None if args.no_stem else "english", cache_dir=args.cache_dir,
         show_progress=not args.no_progress)
 
@@ -161,6 +162,9 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retrieval", default="dense", choices=["dense", "sparse", "dense+sparse", "bm25"])
     p.add_argument("--reranker", help="rerank the first stage with this reranker (name or folder)")
     p.add_argument("--rerank-top-k", type=int, default=100)
+    p.add_argument("--rerank-interpolation", type=float, default=0.0, metavar="W",
+                   help="weight of the first-stage score mixed into the reranked score, 0..1 (default 0: the "
+                        "reranker alone); both are z-normalised per query")
     p.add_argument("--rerank-batch-size", type=int)
     p.add_argument("--reranker-max-length", type=int)
     p.add_argument("--batch-size", type=int, help="encoding batch size (scores do not depend on it)")

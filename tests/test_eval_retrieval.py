@@ -115,3 +115,20 @@ def test_rerank_reorders_top_k_only():
     bad = types.SimpleNamespace(score=lambda pairs: [1.0])
     with pytest.raises(RuntimeError, match="1 scores for 3 pairs"):
         rerank(run, {"q": "x"}, texts, bad, top_k=3)
+
+
+def test_rerank_interpolation_mixes_z_normalised_scores():
+    run = {"q": {"d0": 0.9, "d1": 0.6, "d2": 0.3}, "empty": {}}
+    texts = {"d0": "nothing", "d1": "cat", "d2": "cat dog"}
+    queries = {"q": "cat dog", "empty": "x"}
+    # reranker scores 0, 1, 2 (z: -1.22, 0, 1.22); first stage 0.9, 0.6, 0.3 (z: 1.22, 0, -1.22)
+    alone = rerank(run, queries, texts, FakeReranker(), top_k=3)
+    assert alone["q"] == {"d0": 0.0, "d1": 1.0, "d2": 2.0}
+    first = rerank(run, queries, texts, FakeReranker(), top_k=3, interpolation=1.0)
+    z = np.sqrt(1.5)
+    assert first["q"] == pytest.approx({"d0": z, "d1": 0.0, "d2": -z}) and first["empty"] == {}
+    mixed = rerank(run, queries, texts, FakeReranker(), top_k=3, interpolation=0.25)
+    assert mixed["q"] == pytest.approx({"d0": -0.5 * z, "d1": 0.0, "d2": 0.5 * z})
+    for bad in (-0.1, 1.5, True, "half"):
+        with pytest.raises(ValueError, match="interpolation"):
+            rerank(run, queries, texts, FakeReranker(), top_k=3, interpolation=bad)

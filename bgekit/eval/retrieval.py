@@ -238,7 +238,7 @@ def to_run(scores: np.ndarray, indices: np.ndarray, doc_ids: Sequence[str], quer
 
 def rerank(run: Mapping[str, Mapping[str, float]], queries: Mapping[str, str], doc_texts: Mapping[str, str],
            reranker: Any, top_k: int = 100, batch_size: int | None = None,
-           show_progress: bool | None = None) -> dict[str, dict[str, float]]:
+           show_progress: bool | None = None, interpolation: float = 0.0) -> dict[str, dict[str, float]]:
     """Rescore each query's top_k documents with a reranker; only those documents are kept (FlagEmbedding's way).
 
     Args:
@@ -249,7 +249,12 @@ def rerank(run: Mapping[str, Mapping[str, float]], queries: Mapping[str, str], d
         top_k: documents per query to rerank.
         batch_size: passed to the reranker when given.
         show_progress: the scoring progress bar, for rerankers built on :class:`bgekit.Reranker` (None: its default).
+        interpolation: weight ``w`` of the first stage in the final score. 0 (default) keeps the reranker's raw
+            scores; otherwise each query's two score lists over its top_k are z-normalised and the final score is
+            ``(1 - w) * z(reranker) + w * z(first stage)`` (score interpolation, as in Pyserini's reranking).
     """
+    if isinstance(interpolation, bool) or not isinstance(interpolation, (int, float)) or not 0.0 <= interpolation <= 1.0:
+        raise ValueError(f"rerank interpolation must be a number from 0 to 1, got {interpolation!r}")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"rerank top_k must be a positive integer, got {top_k!r}")
     score_fn = getattr(reranker, "compute_score", None) or getattr(reranker, "score", None)
@@ -273,4 +278,17 @@ def rerank(run: Mapping[str, Mapping[str, float]], queries: Mapping[str, str], d
     out: dict[str, dict[str, float]] = {q: {} for q in run}
     for (q, d), s in zip(keys, scores.tolist()):
         out[q][d] = s
+    if interpolation:
+        for q, reranked in out.items():
+            docs = list(reranked)
+            mixed = (1.0 - interpolation) * _zscore([reranked[d] for d in docs]) + \
+                interpolation * _zscore([run[q][d] for d in docs])
+            out[q] = dict(zip(docs, mixed.tolist()))
     return out
+
+
+def _zscore(values: Sequence[float]) -> np.ndarray:
+    """(x - mean) / std over one query's list; a constant list becomes zeros."""
+    x = np.asarray(values, dtype=np.float64)
+    std = x.std()
+    return (x - x.mean()) / std if std > 0 else np.zeros_like(x)

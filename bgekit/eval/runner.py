@@ -38,6 +38,8 @@ class EvalConfig:
         index_factory / search_params: FAISS index ("Flat" = exact inner product) and its search parameters.
         fusion / weights: "weighted_sum" (dense, sparse weights) or "rrf", for "dense+sparse".
         rerank_top_k / rerank_batch_size: how many first-stage hits the reranker rescores, and its batch size.
+        rerank_interpolation: weight of the first-stage score in the reranked score (0: the reranker alone; see
+            :func:`bgekit.eval.retrieval.rerank`).
         bm25_k1 / bm25_b / bm25_stemmer: BM25 settings (Anserini's BEIR baseline by default).
         cache_dir: cache corpus embeddings here (None: no cache).
         show_progress: progress bars while encoding.
@@ -55,6 +57,7 @@ class EvalConfig:
     weights: tuple[float, ...] = (1.0, 0.3)
     rerank_top_k: int = 100
     rerank_batch_size: int | None = None
+    rerank_interpolation: float = 0.0
     bm25_k1: float = 0.9
     bm25_b: float = 0.4
     bm25_stemmer: str | None = "english"
@@ -71,6 +74,9 @@ class EvalConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        w = self.rerank_interpolation
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
+            raise ValueError(f"rerank_interpolation must be a number from 0 to 1, got {w!r}")
         if self.fusion not in ("weighted_sum", "rrf"):
             raise ValueError(f"unknown fusion {self.fusion!r}; valid: weighted_sum, rrf")
         if len(self.weights) != 2:
@@ -194,7 +200,8 @@ def evaluate_retrieval(data: RetrievalData, model: Any = None, reranker: Any = N
         t = time.perf_counter()
         texts = dict(zip(data.doc_ids, data.documents()))
         run = rerank(run, data.queries, texts, reranker, config.rerank_top_k, config.rerank_batch_size,
-                     show_progress=None if config.show_progress else False)
+                     show_progress=None if config.show_progress else False,
+                     interpolation=config.rerank_interpolation)
         times["rerank"] = time.perf_counter() - t
     t = time.perf_counter()
     if data.answers is not None:
