@@ -99,22 +99,10 @@ class EmbedderDataArguments:
 
 
 @dataclass
-class EmbedderTrainingArguments(TrainingArguments):
-    """``TrainingArguments`` plus the embedder loss options."""
+class GroupTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus what embedder and reranker training share."""
 
-    negatives_cross_device: bool = field(default=False, metadata={"help": "Passages of all processes are negatives."})
-    temperature: float = field(default=0.02, metadata={"help": "Scores are divided by this."})
-    fix_position_embedding: bool = field(default=False, metadata={"help": "Freeze position embeddings."})
-    sentence_pooling_method: str | None = field(default=None, metadata={"help": "cls, mean or last_token (default: the model's).", "choices": list(POOLINGS)})
-    normalize_embeddings: bool = field(default=True, metadata={"help": "L2-normalise embeddings."})
-    sub_batch_size: int | None = field(default=None, metadata={"help": "Encode (and pad) in chunks of this many texts."})
-    kd_loss_type: str = field(default="kl_div", metadata={"help": "kl_div or m3_kd_loss.", "choices": list(KD_LOSS_TYPES)})
-    use_mrl: bool = field(default=False, metadata={"help": "Matryoshka: train the leading mrl_dims dimensions."})
-    mrl_dims: list[int] = field(default_factory=list, metadata={"help": "Matryoshka dimensions."})
-    unified_finetuning: bool = field(default=False, metadata={"help": "BGE-M3: train dense, sparse and ColBERT together."})
-    use_self_distill: bool = field(default=False, metadata={"help": "BGE-M3: heads also learn the ensemble's scores."})
-    self_distill_start_step: int = field(default=-1, metadata={"help": "Self-distillation from after this optimizer step."})
-    fix_encoder: bool = field(default=False, metadata={"help": "BGE-M3: train only the sparse and ColBERT heads."})
+    sub_batch_size: int | None = field(default=None, metadata={"help": "Run the model on chunks of this many texts (embedders) or pairs (rerankers)."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Train into a non-empty output_dir."})
     warmup_ratio: float | None = field(default=None, metadata={"help": "Warmup as a fraction of all steps (sets warmup_steps)."})
 
@@ -124,12 +112,33 @@ class EmbedderTrainingArguments(TrainingArguments):
                 raise ValueError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
             self.warmup_steps = self.warmup_ratio
         super().__post_init__()
+        if self.sub_batch_size is not None and self.sub_batch_size < 1:
+            self.sub_batch_size = None
+
+
+@dataclass
+class EmbedderTrainingArguments(GroupTrainingArguments):
+    """``TrainingArguments`` plus the embedder loss options."""
+
+    negatives_cross_device: bool = field(default=False, metadata={"help": "Passages of all processes are negatives."})
+    temperature: float = field(default=0.02, metadata={"help": "Scores are divided by this."})
+    fix_position_embedding: bool = field(default=False, metadata={"help": "Freeze position embeddings."})
+    sentence_pooling_method: str | None = field(default=None, metadata={"help": "cls, mean or last_token (default: the model's).", "choices": list(POOLINGS)})
+    normalize_embeddings: bool = field(default=True, metadata={"help": "L2-normalise embeddings."})
+    kd_loss_type: str = field(default="kl_div", metadata={"help": "kl_div or m3_kd_loss.", "choices": list(KD_LOSS_TYPES)})
+    use_mrl: bool = field(default=False, metadata={"help": "Matryoshka: train the leading mrl_dims dimensions."})
+    mrl_dims: list[int] = field(default_factory=list, metadata={"help": "Matryoshka dimensions."})
+    unified_finetuning: bool = field(default=False, metadata={"help": "BGE-M3: train dense, sparse and ColBERT together."})
+    use_self_distill: bool = field(default=False, metadata={"help": "BGE-M3: heads also learn the ensemble's scores."})
+    self_distill_start_step: int = field(default=-1, metadata={"help": "Self-distillation from after this optimizer step."})
+    fix_encoder: bool = field(default=False, metadata={"help": "BGE-M3: train only the sparse and ColBERT heads."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.temperature > 0:
             raise ValueError(f"--temperature must be positive, got {self.temperature}")
         if self.use_mrl and (not self.mrl_dims or any(d < 1 for d in self.mrl_dims)):
             raise ValueError(f"--use_mrl needs --mrl_dims with positive sizes, got {self.mrl_dims}")
-        if self.sub_batch_size is not None and self.sub_batch_size < 1:
-            self.sub_batch_size = None
         if (self.use_self_distill or self.fix_encoder) and not self.unified_finetuning:
             raise ValueError("--use_self_distill and --fix_encoder need --unified_finetuning (BGE-M3 heads)")
         if self.use_mrl and self.unified_finetuning:

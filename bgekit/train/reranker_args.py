@@ -21,9 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
 
-from bgekit.train.args import SharedModelArguments
+from bgekit.train.args import GroupTrainingArguments, SharedModelArguments
 
 # FlagEmbedding's model_class values (its reranker runner modules) -> our kinds
 RERANKER_MODEL_CLASSES = {"encoder-only-base": "cross-encoder", "decoder-only-base": "llm",
@@ -95,22 +94,10 @@ class RerankerDataArguments:
 
 
 @dataclass
-class RerankerTrainingArguments(TrainingArguments):
+class RerankerTrainingArguments(GroupTrainingArguments):
     """``TrainingArguments`` plus the reranker options."""
 
-    sub_batch_size: int | None = field(default=None, metadata={"help": "Run the model on chunks of this many pairs."})
     layerwise_self_distill: bool = field(default=True, metadata={"help": "Layerwise without teacher scores: the deepest trained layer teaches the others."})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Train into a non-empty output_dir."})
-    warmup_ratio: float | None = field(default=None, metadata={"help": "Warmup as a fraction of all steps (sets warmup_steps)."})
-
-    def __post_init__(self) -> None:
-        if self.warmup_ratio is not None:
-            if not 0.0 <= self.warmup_ratio < 1.0:
-                raise ValueError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-            self.warmup_steps = self.warmup_ratio
-        super().__post_init__()
-        if self.sub_batch_size is not None and self.sub_batch_size < 1:
-            self.sub_batch_size = None
 
 
 def parse_reranker_args(argv: list[str] | None = None):
