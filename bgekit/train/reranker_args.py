@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
 from bgekit.train.args import GroupTrainingArguments, SharedModelArguments
 
 # FlagEmbedding's model_class values (its reranker runner modules) -> our kinds
