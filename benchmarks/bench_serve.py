@@ -8,6 +8,10 @@ Starts `bgekit serve` in a subprocess bound to 127.0.0.1 (a free port), then dri
 - ``unbatched``: the same server with a 1-token budget, so every request is its own model call;
 - ``sequential``: one client, one request at a time (the latency floor).
 
+Before the server runs, the same model is timed in this process on the same texts, in batches of
+``--clients`` and one text per call: that ratio is the most any batching server can gain over one-at-a-time
+requests on this machine, HTTP costs aside.
+
 Reports requests/s, p50/p99 latency and errors per run, and checks every response against the library's
 direct output for the same text (``model.encode(texts, max_length=...)`` in this process): the largest absolute
 difference, and that each response is nearest to its own text's vector (no mix-ups). No request may be lost:
@@ -167,6 +171,25 @@ def run_one(name: str, args, texts, direct, extra: list[str], clients: int) -> d
     return result
 
 
+def in_process_ceiling(model, texts: list[str], batch: int, singles: int = 200) -> dict:
+    """Texts/s of the model itself, batched (``batch`` per call) and one text per call, best of 2 each."""
+    model.encode(texts[:batch], batch_size=batch, show_progress=False)  # warm-up
+    best = {"batched": float("inf"), "single": float("inf")}
+    for _ in range(2):
+        start = time.perf_counter()
+        model.encode(texts, batch_size=batch, show_progress=False)
+        best["batched"] = min(best["batched"], (time.perf_counter() - start) / len(texts))
+        start = time.perf_counter()
+        for text in texts[:singles]:
+            model.encode([text], show_progress=False)
+        best["single"] = min(best["single"], (time.perf_counter() - start) / min(singles, len(texts)))
+    out = {"batched_texts_per_s": round(1 / best["batched"], 1), "single_texts_per_s": round(1 / best["single"], 1),
+           "ratio": round(best["single"] / best["batched"], 2)}
+    print(f"in-process ceiling: batches of {batch} {out['batched_texts_per_s']} texts/s, one per call "
+          f"{out['single_texts_per_s']} texts/s: {out['ratio']:.2f}x", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
@@ -191,6 +214,7 @@ def main() -> None:
     texts = load_texts(args.texts)
     model = load_embedder(args.model, **({"dtype": args.dtype} if args.dtype else {}))
     direct = np.asarray(model.encode(texts, max_length=model.passage_max_length), dtype=np.float32)
+    ceiling = in_process_ceiling(model, texts, args.clients)
     del model
     runs = {
         "batched": (["--max-batch-tokens", str(args.max_batch_tokens), "--max-wait-ms", str(args.max_wait_ms)], args.clients),
@@ -205,7 +229,7 @@ def main() -> None:
         print(f"batched / sequential throughput: {by['batched']['requests_per_s'] / by['sequential']['requests_per_s']:.2f}x")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"model": args.model, "texts": len(texts), "results": results}, f, indent=2)
+            json.dump({"model": args.model, "texts": len(texts), "in_process": ceiling, "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":
