@@ -138,14 +138,19 @@ class Embedder:
 
     def encode_queries(self, queries, batch_size: int | None = None, max_length: int | None = None,
                        convert_to_numpy: bool | None = None, pad_to_multiple_of: int | None = None,
-                       show_progress: bool | None = None):
-        """Encode queries: the query instruction is applied (and, for ICL models, the few-shot prefix)."""
+                       show_progress: bool | None = None, *, instruction: Any = _FROM_SPEC):
+        """Encode queries: the query instruction is applied (and, for ICL models, the few-shot prefix).
+
+        ``instruction`` replaces the query instruction for this call (None: no instruction); for ICL models it
+        is the instruction of the few-shot prompt (examples without their own "instruct" use it too).
+        """
+        if instruction is _FROM_SPEC:
+            instruction = self.query_instruction_for_retrieval
         if self.spec.kind == "icl":
             return self._encode(queries, batch_size, max_length or self.query_max_length, convert_to_numpy,
-                                pad_to_multiple_of, show_progress, icl=True)
+                                pad_to_multiple_of, show_progress, icl=True, instruction=instruction)
         return self.encode(queries, batch_size, max_length or self.query_max_length, convert_to_numpy,
-                           self.query_instruction_for_retrieval, self.query_instruction_format, pad_to_multiple_of,
-                           show_progress)
+                           instruction, self.query_instruction_format, pad_to_multiple_of, show_progress)
 
     def encode_corpus(self, corpus, batch_size: int | None = None, max_length: int | None = None,
                       convert_to_numpy: bool | None = None, pad_to_multiple_of: int | None = None,
@@ -178,12 +183,14 @@ class Embedder:
 
     # ------------------------------------------------------------------ internals
     def _encode(self, sentences, batch_size, max_length, convert_to_numpy, pad_to_multiple_of, show_progress=None,
-                icl: bool = False):
+                icl: bool = False, instruction: Any = _FROM_SPEC):
         texts, single = check_texts(sentences, "queries" if icl else "sentences")
+        if instruction is _FROM_SPEC:  # resolved here: the sentinel does not survive pickling to device workers
+            instruction = self.query_instruction_for_retrieval
         batch_size = check_batch_size(batch_size or self.batch_size)
         max_length = _check_length(max_length, "max_length")
         to_numpy = self.convert_to_numpy if convert_to_numpy is None else convert_to_numpy
-        args = (batch_size, max_length, pad_to_multiple_of, icl, show_progress)
+        args = (batch_size, max_length, pad_to_multiple_of, icl, show_progress, instruction)
         if len(self.target_devices) > 1 and len(texts) > 1:
             n = len(self.target_devices)
             chunks = [(texts[i::n],) + args for i in range(n)]
@@ -200,12 +207,13 @@ class Embedder:
         return out[0] if single else out
 
     def _encode_on_device(self, device: str, texts: list[str], batch_size: int, max_length: int,
-                          pad_to_multiple_of: int | None, icl: bool, show_progress: bool | None = None) -> np.ndarray:
+                          pad_to_multiple_of: int | None, icl: bool, show_progress: bool | None = None,
+                          instruction: str | None = None) -> np.ndarray:
         import torch
 
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        features = self._tokenize_icl(texts, max_length) if icl else self._tokenize(texts, max_length)
+        features = self._tokenize_icl(texts, max_length, instruction) if icl else self._tokenize(texts, max_length)
         self._to(device)
 
         @torch.inference_mode()
@@ -242,12 +250,17 @@ class Embedder:
         cols = {k: [f[k] for f in batch] for k in batch[0]}
         return self.tokenizer.pad(cols, padding=True, return_tensors="pt", pad_to_multiple_of=pad_to_multiple_of)
 
-    def _tokenize_icl(self, queries: list[str], max_length: int) -> list[dict]:
+    def _tokenize_icl(self, queries: list[str], max_length: int, instruction: Any = _FROM_SPEC) -> list[dict]:
         """ICL queries: instruction applied, truncated, wrapped in prefix + query + suffix (reference layout)."""
         tok = self.tokenizer
-        if self.query_instruction_for_retrieval is not None:
-            queries = [apply_instruction(self.query_instruction_format, self.query_instruction_for_retrieval, q) for q in queries]
-        n_prefix = len(tok(self.prefix, add_special_tokens=False)["input_ids"])
+        if instruction is _FROM_SPEC:
+            instruction = self.query_instruction_for_retrieval
+        prefix = self.prefix
+        if instruction != self.query_instruction_for_retrieval:
+            prefix = icl_prefix(self.examples_for_task, self.examples_instruction_format, instruction)
+        if instruction is not None:
+            queries = [apply_instruction(self.query_instruction_format, instruction, q) for q in queries]
+        n_prefix = len(tok(prefix, add_special_tokens=False)["input_ids"])
         n_suffix = len(tok(self.suffix, add_special_tokens=False)["input_ids"])
         n_bos = len(tok("<s>", add_special_tokens=False)["input_ids"])
         n_tail = len(tok(f"{self.suffix}</s>", add_special_tokens=False)["input_ids"])
@@ -255,7 +268,7 @@ class Embedder:
         if budget < 1:
             raise ValueError(f"max_length={max_length} leaves no room for the query after the ICL suffix")
         ids = tok(queries, truncation=True, max_length=budget, add_special_tokens=False)["input_ids"]
-        wrapped = [self.prefix + t + self.suffix for t in tok.batch_decode(ids)]
+        wrapped = [prefix + t + self.suffix for t in tok.batch_decode(ids)]
         total = (n_prefix + n_suffix + max_length + 8) // 8 * 8 + 8
         return self._tokenize(wrapped, total)
 

@@ -52,3 +52,39 @@ def test_similarity_and_errors():
         model.encode(["x"], prompt_type="passage")
     with pytest.raises(TypeError, match="model_kwargs"):
         MTEBModel(FakeEmbedder(), dtype="bf16")
+
+
+def test_icl_queries_get_the_few_shot_prompt_with_the_task_instruction():
+    """An ICL model's queries go through its few-shot prompt (as encode_queries builds it), with the task's
+    instruction in it; equal to a model constructed with that instruction. Documents get no prompt."""
+    from bgekit.compat import FlagICLModel
+    from golden import GOLDEN
+
+    decoder = str(GOLDEN / "models" / "decoder-embedder")
+    examples = [{"instruct": "Given a claim, find evidence.", "query": "pandas eat bamboo", "response": "Giant pandas feed on bamboo."}]
+    task_instruction = "Given a claim, find evidence."
+    icl = FlagICLModel(decoder, devices="cpu", query_instruction_for_retrieval="Find the answer.", examples_for_task=examples)
+    same = FlagICLModel(decoder, devices="cpu", query_instruction_for_retrieval=task_instruction, examples_for_task=examples)
+    model = MTEBModel(icl, task_instructions={"SciFact": task_instruction})
+    task = types.SimpleNamespace(name="SciFact")
+    queries = ["what do red pandas eat", "how long do tortoises live"]
+    got = model.encode(queries, task_metadata=task, hf_split="test", hf_subset="default", prompt_type="query")
+    np.testing.assert_allclose(got, same.encode_queries(queries), atol=1e-6)
+    assert np.abs(got - icl.encode_queries(queries)).max() > 1e-3     # the instruction did change the prompt
+    assert np.abs(got - icl.encode(queries)).max() > 1e-3             # and the prompt is not skipped
+    docs = model.encode(queries, task_metadata=task, hf_split="test", hf_subset="default", prompt_type="document")
+    np.testing.assert_allclose(docs, icl.encode_corpus(queries), atol=1e-6)
+
+
+def test_encode_queries_instruction_override_for_icl_and_plain_models():
+    from bgekit.compat import FlagICLModel, FlagModel
+    from golden import GOLDEN
+
+    decoder, bert = (str(GOLDEN / "models" / n) for n in ("decoder-embedder", "bert-embedder"))
+    icl = FlagICLModel(decoder, devices="cpu", query_instruction_for_retrieval="A.")
+    other = FlagICLModel(decoder, devices="cpu", query_instruction_for_retrieval="B.")
+    np.testing.assert_allclose(icl.encode_queries(["q"], instruction="B."), other.encode_queries(["q"]), atol=1e-6)
+    np.testing.assert_allclose(icl.encode_queries(["q"]), icl.encode_queries(["q"], instruction="A."), atol=0)
+    flag = FlagModel(bert, devices="cpu", query_instruction_for_retrieval="A: ")
+    np.testing.assert_allclose(flag.encode_queries(["q"], instruction="B: "), flag.encode(["B: q"]), atol=1e-6)
+    np.testing.assert_allclose(flag.encode_queries(["q"], instruction=None), flag.encode(["q"]), atol=1e-6)

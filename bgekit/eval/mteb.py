@@ -4,7 +4,9 @@ It follows mteb 2's encoder protocol (``encode(inputs, *, task_metadata, hf_spli
 ``similarity``, ``similarity_pairwise``, ``mteb_model_meta``) and also takes a plain list of strings, as
 older mteb versions pass. Queries get an instruction: the task's entry in ``task_instructions`` when there
 is one, else the model's own query instruction; documents get the model's passage instruction; other tasks
-(STS, classification, clustering...) get the task's instruction if one is given, else none.
+(STS, classification, clustering...) get the task's instruction if one is given, else none. Queries of ICL
+models (bge-en-icl) are wrapped in the model's few-shot prompt as ``encode_queries`` does, with that
+instruction as the prompt's instruction.
 
 Example (needs network access for the task data):
     >>> import mteb                                                                   # doctest: +SKIP
@@ -94,6 +96,11 @@ class MTEBModel:
         m = self.model
         fmt = {"query": getattr(m, "query_instruction_format", "{}{}"), "passage": getattr(m, "passage_instruction_format", "{}{}")}
         max_length = getattr(m, "query_max_length", None) if role == "query" else getattr(m, "passage_max_length", None)
+        if role == "query" and getattr(getattr(m, "spec", None), "kind", None) == "icl":
+            # ICL models wrap queries in their few-shot prompt, with the task's instruction inside it
+            out = m.encode_queries(texts, batch_size=batch_size or self.batch_size, max_length=max_length,
+                                   instruction=instruction, show_progress=mteb_kwargs.get("show_progress_bar"))
+            return np.asarray(out, dtype=np.float32)
         out = m.encode(texts, batch_size=batch_size or self.batch_size, max_length=max_length, instruction=instruction,
                        instruction_format=fmt.get(role, "{}{}"), show_progress=mteb_kwargs.get("show_progress_bar"))
         return np.asarray(out, dtype=np.float32)
