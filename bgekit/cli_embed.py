@@ -25,9 +25,9 @@ def read_texts(path: str, field: str = "text") -> list[str]:
         with open(path, encoding="utf-8") as f:
             return [line.rstrip("\n") for line in f]
     texts: list[str] = []
-    for where, obj in iter_jsonl(path):
+    for n, obj in iter_jsonl(path):
         if not isinstance(obj.get(field), str):
-            raise ValueError(f"{where}: expected an object with a string field {field!r}")
+            raise ValueError(f"{path}:{n}: expected an object with a string field {field!r}")
         texts.append(obj[field])
     return texts
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any, Callable
 
@@ -38,7 +37,8 @@ def read_queries(path: str) -> list[dict]:
         ValueError: a line that is not JSON or lacks a string "query" / a list "passages" (file and line named).
     """
     items = []
-    for where, obj in iter_jsonl(path):
+    for n, obj in iter_jsonl(path):
+        where = f"{path}:{n}"
         if not isinstance(obj.get("query"), str) or not isinstance(obj.get("passages"), list):
             raise ValueError(f"{where}: expected an object with a string 'query' and a list 'passages'")
         parsed = [_passage(p, where, i) for i, p in enumerate(obj["passages"])]

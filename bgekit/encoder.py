@@ -183,10 +183,9 @@ class Embedder:
 
     # ------------------------------------------------------------------ internals
     def _encode(self, sentences, batch_size, max_length, convert_to_numpy, pad_to_multiple_of, show_progress=None,
-                icl: bool = False, instruction: Any = _FROM_SPEC):
+                icl: bool = False, instruction: str | None = None):
+        """``instruction``: the ICL prompt's instruction (ICL queries only; encode_queries passes it)."""
         texts, single = check_texts(sentences, "queries" if icl else "sentences")
-        if instruction is _FROM_SPEC:  # resolved here: the sentinel does not survive pickling to device workers
-            instruction = self.query_instruction_for_retrieval
         batch_size = check_batch_size(batch_size or self.batch_size)
         max_length = _check_length(max_length, "max_length")
         to_numpy = self.convert_to_numpy if convert_to_numpy is None else convert_to_numpy
@@ -250,14 +249,10 @@ class Embedder:
         cols = {k: [f[k] for f in batch] for k in batch[0]}
         return self.tokenizer.pad(cols, padding=True, return_tensors="pt", pad_to_multiple_of=pad_to_multiple_of)
 
-    def _tokenize_icl(self, queries: list[str], max_length: int, instruction: Any = _FROM_SPEC) -> list[dict]:
+    def _tokenize_icl(self, queries: list[str], max_length: int, instruction: str | None) -> list[dict]:
         """ICL queries: instruction applied, truncated, wrapped in prefix + query + suffix (reference layout)."""
         tok = self.tokenizer
-        if instruction is _FROM_SPEC:
-            instruction = self.query_instruction_for_retrieval
-        prefix = self.prefix
-        if instruction != self.query_instruction_for_retrieval:
-            prefix = icl_prefix(self.examples_for_task, self.examples_instruction_format, instruction)
+        prefix = icl_prefix(self.examples_for_task, self.examples_instruction_format, instruction)
         if instruction is not None:
             queries = [apply_instruction(self.query_instruction_format, instruction, q) for q in queries]
         n_prefix = len(tok(prefix, add_special_tokens=False)["input_ids"])

@@ -47,8 +47,8 @@ def atomic_save_npy(path: str, array) -> None:
         np.save(f, array)
 
 
-def iter_jsonl(path: str, objects_only: bool = True) -> Iterator[tuple[str, Any]]:
-    """``(where, value)`` for each non-blank line of a .jsonl (or .jsonl.gz) file; ``where`` is ``"path:line"``.
+def iter_jsonl(path: str, objects_only: bool = True) -> Iterator[tuple[int, Any]]:
+    """``(line_number, value)`` for each non-blank line of a .jsonl (or .jsonl.gz) file (lines count from 1).
 
     The one jsonl reader every input goes through, so a bad line reads the same everywhere.
 
@@ -67,11 +67,10 @@ def iter_jsonl(path: str, objects_only: bool = True) -> Iterator[tuple[str, Any]
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            where = f"{path}:{n}"
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
             if objects_only and not isinstance(value, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(value).__name__}")
-            yield where, value
+                raise ValueError(f"{path}:{n}: expected a JSON object, got {type(value).__name__}")
+            yield n, value

@@ -174,7 +174,7 @@ def test_icl_training_queries_match_inference_layout(tmp_path):
         icl.set_examples(prefix_examples)
         prefix = icl_prefix(prefix_examples, icl.examples_instruction_format, "Find the answer.")
         ours = icl.tokenizer(col.icl_query(long_query, "Find the answer.", prefix))["input_ids"]
-        assert ours == icl._tokenize_icl([long_query], 20)[0]["input_ids"]
+        assert ours == icl._tokenize_icl([long_query], 20, "Find the answer.")[0]["input_ids"]
 
 
 def test_icl_examples_come_from_other_queries_of_the_batch():

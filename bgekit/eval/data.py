@@ -24,7 +24,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from bgekit.io import iter_jsonl
 
@@ -121,12 +121,6 @@ def _open_text(path: str):
     return gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8", newline="")
 
 
-def read_jsonl(path: str) -> Iterator[tuple[int, dict]]:
-    """``(line_number, object)`` for each non-blank line; a bad line raises ValueError naming file and line."""
-    for where, obj in iter_jsonl(path):
-        yield int(where.rsplit(":", 1)[1]), obj
-
-
 def _field(obj: dict, key: str, path: str, n: int, kind: type = str, default: Any = ...) -> Any:
     value = obj.get(key, default)
     if value is ...:
@@ -142,7 +136,7 @@ def _field(obj: dict, key: str, path: str, n: int, kind: type = str, default: An
 
 def read_corpus(path: str, id_key: str) -> tuple[list[str], list[str], list[str]]:
     ids, titles, texts, seen = [], [], [], {}
-    for n, obj in read_jsonl(path):
+    for n, obj in iter_jsonl(path):
         doc_id = _field(obj, id_key, path, n)
         if doc_id in seen:
             raise ValueError(f"{path}:{n}: duplicate document id {doc_id!r} (first on line {seen[doc_id]})")
@@ -156,7 +150,7 @@ def read_corpus(path: str, id_key: str) -> tuple[list[str], list[str], list[str]
 
 
 def read_queries(path: str, id_key: str) -> dict[str, str]:
-    return {_field(o, id_key, path, n): _field(o, "text", path, n) for n, o in read_jsonl(path)}
+    return {_field(o, id_key, path, n): _field(o, "text", path, n) for n, o in iter_jsonl(path)}
 
 
 def read_qrels_tsv(path: str) -> dict[str, dict[str, int]]:
@@ -184,7 +178,7 @@ def read_qrels_tsv(path: str) -> dict[str, dict[str, int]]:
 
 def read_qrels_jsonl(path: str) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
-    for n, o in read_jsonl(path):
+    for n, o in iter_jsonl(path):
         qrels.setdefault(_field(o, "qid", path, n), {})[_field(o, "docid", path, n)] = _field(o, "relevance", path, n, int)
     return qrels
 

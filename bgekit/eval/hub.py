@@ -279,17 +279,18 @@ def load_benchmark(family: str, name: str, split: str | None = None, dataset_dir
 
 def _load_saved(folder: str, split: str, name: str) -> RetrievalData:
     """A local folder, with the answers (MKQA) or excluded ids (BRIGHT) that :func:`save_custom` adds."""
-    from bgekit.eval.data import read_corpus, read_jsonl, read_queries
+    from bgekit.eval.data import read_corpus, read_queries
+    from bgekit.io import iter_jsonl
 
     answers_path = os.path.join(folder, f"{split}_answers.jsonl")
     if os.path.isfile(answers_path):
         ids, titles, texts = read_corpus(os.path.join(folder, "corpus.jsonl"), "id")
         all_queries = read_queries(os.path.join(folder, f"{split}_queries.jsonl"), "id")
-        answers = {str(o["qid"]): [str(a) for a in o["answers"]] for _, o in read_jsonl(answers_path)}
+        answers = {str(o["qid"]): [str(a) for a in o["answers"]] for _, o in iter_jsonl(answers_path)}
         queries = {q: all_queries[q] for q in answers if q in all_queries}
         return RetrievalData(name, split, ids, titles, texts, queries, {}, os.path.abspath(folder), answers=answers)
     data = load_folder(folder, split, detect_layout(folder), name=name)
     excluded_path = os.path.join(folder, f"{split}_excluded.jsonl")
     if os.path.isfile(excluded_path):
-        data.excluded = {str(o["qid"]): set(o["docids"]) for _, o in read_jsonl(excluded_path)}
+        data.excluded = {str(o["qid"]): set(o["docids"]) for _, o in iter_jsonl(excluded_path)}
     return data

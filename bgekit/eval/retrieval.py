@@ -253,8 +253,7 @@ def rerank(run: Mapping[str, Mapping[str, float]], queries: Mapping[str, str], d
             scores; otherwise each query's two score lists over its top_k are z-normalised and the final score is
             ``(1 - w) * z(reranker) + w * z(first stage)`` (score interpolation, as in Pyserini's reranking).
     """
-    if isinstance(interpolation, bool) or not isinstance(interpolation, (int, float)) or not 0.0 <= interpolation <= 1.0:
-        raise ValueError(f"rerank interpolation must be a number from 0 to 1, got {interpolation!r}")
+    check_interpolation(interpolation, "rerank interpolation")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"rerank top_k must be a positive integer, got {top_k!r}")
     score_fn = getattr(reranker, "compute_score", None) or getattr(reranker, "score", None)
@@ -285,6 +284,12 @@ def rerank(run: Mapping[str, Mapping[str, float]], queries: Mapping[str, str], d
                 interpolation * _zscore([run[q][d] for d in docs])
             out[q] = dict(zip(docs, mixed.tolist()))
     return out
+
+
+def check_interpolation(value: Any, name: str) -> None:
+    """Raise ValueError unless ``value`` is a number from 0 to 1 (a first-stage weight for :func:`rerank`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
 
 
 def _zscore(values: Sequence[float]) -> np.ndarray:

@@ -19,7 +19,7 @@ from bgekit.eval.data import RetrievalData, load_folder
 from bgekit.eval.metrics import DEFAULT_K, RETRIEVAL_METRICS, check_k_values, evaluate_run, qa_recall, ranked
 from bgekit.eval.retrieval import (
     RETRIEVALS, BM25Index, Encoded, build_indexes, encode, encoded_to_arrays, arrays_to_encoded, encoding_settings,
-    outputs_for, rerank, search, to_run,
+    check_interpolation, outputs_for, rerank, search, to_run,
 )
 
 logger = logging.getLogger(__name__)
@@ -74,9 +74,7 @@ class EvalConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        w = self.rerank_interpolation
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
-            raise ValueError(f"rerank_interpolation must be a number from 0 to 1, got {w!r}")
+        check_interpolation(self.rerank_interpolation, "rerank_interpolation")
         if self.fusion not in ("weighted_sum", "rrf"):
             raise ValueError(f"unknown fusion {self.fusion!r}; valid: weighted_sum, rrf")
         if len(self.weights) != 2:

@@ -91,9 +91,9 @@ def read_corpus(path: str) -> Documents:
     if not path.endswith(".jsonl"):
         raise ValueError(f"corpus {path!r}: expected a .jsonl file with one {{'id', 'text'}} object per line")
     objs, lines = [], []
-    for where, obj in iter_jsonl(path, objects_only=False):
+    for n, obj in iter_jsonl(path, objects_only=False):
         objs.append(obj)
-        lines.append(where.rsplit(":", 1)[1])
+        lines.append(n)
     try:
         return as_documents(objs, source="line")
     except ValueError as e:  # "line[3]: ..." -> "file:line: ..."

@@ -133,7 +133,7 @@ def read_jsonl(path: str, need_scores: bool = False) -> list[Example]:
     Raises:
         ValueError: a line that is not valid JSON or not a valid example (message names file and line).
     """
-    return [parse_example(obj, where, need_scores) for where, obj in iter_jsonl(path, objects_only=False)]
+    return [parse_example(obj, f"{path}:{n}", need_scores) for n, obj in iter_jsonl(path, objects_only=False)]
 
 
 def _marked_folder(folder: str) -> bool:

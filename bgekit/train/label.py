@@ -35,7 +35,7 @@ def read_records(path: str) -> list[tuple[dict, Example]]:
         ValueError: a line that is not JSON or not a valid example (no positives, wrong types), naming the file
             and line.
     """
-    records = [(obj, parse_example(obj, where)) for where, obj in iter_jsonl(path, objects_only=False)]
+    records = [(obj, parse_example(obj, f"{path}:{n}")) for n, obj in iter_jsonl(path, objects_only=False)]
     if not records:
         raise ValueError(f"{path} holds no examples")
     return records
