@@ -17,20 +17,20 @@ __version__ = "0.1.0"
 _LAZY = {
     # native API
     "Embedder": "bgekit.encoder",
-    "load_embedder": "bgekit.encoder",
+    "load_embedder": "bgekit.loading",
     "M3Embedder": "bgekit.m3",
     "ModelSpec": "bgekit.registry",
     # FlagEmbedding-compatible entry points
-    "FlagAutoModel": "bgekit.compat",
-    "FlagModel": "bgekit.compat",
-    "BGEM3FlagModel": "bgekit.compat",
-    "FlagLLMModel": "bgekit.compat",
-    "FlagICLModel": "bgekit.compat",
+    "FlagAutoModel": "bgekit.compat.embedder",
+    "FlagModel": "bgekit.compat.embedder",
+    "BGEM3FlagModel": "bgekit.compat.m3",
+    "FlagLLMModel": "bgekit.compat.embedder",
+    "FlagICLModel": "bgekit.compat.embedder",
     # rerankers
     "Reranker": "bgekit.reranker",
-    "FlagReranker": "bgekit.compat_reranker",
-    "FlagLLMReranker": "bgekit.compat_reranker",
-    "FlagAutoReranker": "bgekit.compat_reranker",
+    "FlagReranker": "bgekit.compat.reranker",
+    "FlagLLMReranker": "bgekit.compat.reranker",
+    "FlagAutoReranker": "bgekit.compat.reranker",
     "LayerWiseFlagLLMReranker": "bgekit.reranker_layerwise",
     "LightWeightFlagLLMReranker": "bgekit.reranker_layerwise",
     "EarlyExitReranker": "bgekit.reranker_layerwise",
@@ -51,8 +51,8 @@ _LAZY = {
     "Searcher": "bgekit.index.search",
     "SearchHit": "bgekit.index.search",
     "SearchResult": "bgekit.index.search",
-    "create_app": "bgekit.serve",
-    "ServeConfig": "bgekit.serve_engine",
+    "create_app": "bgekit.serve.app",
+    "ServeConfig": "bgekit.serve.engine",
 }
 
 __getattr__, __dir__, __all__ = lazy_names("bgekit", _LAZY, globals())

@@ -282,19 +282,3 @@ def _check_length(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
-
-
-def load_embedder(model_name_or_path: str = DEFAULT_MODEL, **kwargs: Any) -> Embedder:
-    """The right embedder class for a model: an :class:`Embedder`, or an M3 embedder for BGE-M3 models.
-
-    Example:
-        >>> emb = load_embedder("all-MiniLM-L6-v2")   # doctest: +SKIP
-    """
-    spec = kwargs.pop("spec", None)
-    if spec is None:
-        spec = resolve(model_name_or_path, folder=backends.locate(model_name_or_path, kwargs.get("cache_dir")))
-    if spec.kind == "m3":
-        from bgekit.m3 import M3Embedder
-
-        return M3Embedder(model_name_or_path, spec=spec, **kwargs)
-    return Embedder(model_name_or_path, spec=spec, **kwargs)

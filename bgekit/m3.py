@@ -3,7 +3,7 @@
 :class:`M3Embedder` is an :class:`~bgekit.encoder.Embedder` (``encode*`` give dense vectors, so it works
 wherever an embedder does) with :meth:`M3Embedder.encode_multi` for all three outputs and
 :meth:`M3Embedder.score_pairs` for hybrid scores. FlagEmbedding's ``BGEM3FlagModel`` is in
-:mod:`bgekit.m3_compat` (and importable from here).
+:mod:`bgekit.compat.m3`.
 """
 from __future__ import annotations
 
@@ -230,12 +230,3 @@ def _check_pairs(pairs: Any) -> list[tuple[str, str]]:
             raise TypeError(f"sentence_pairs[{i}] must be a (query, passage) pair of strings, got {pair!r:.80}")
         out.append((pair[0], pair[1]))
     return out
-
-
-def __getattr__(name: str) -> Any:
-    # FlagEmbedding's class lives in bgekit.m3_compat (it imports this module); reachable here by name.
-    if name == "BGEM3FlagModel":
-        from bgekit.m3_compat import BGEM3FlagModel
-
-        return BGEM3FlagModel
-    raise AttributeError(f"module 'bgekit.m3' has no attribute {name!r}")

@@ -20,12 +20,12 @@ MANIFEST = GOLDEN / "manifest.json"
 
 # reference_class -> our class ("module:Name"); a class appears here once it is implemented.
 CLASSES = {
-    "FlagModel": "bgekit.compat:FlagModel",
-    "FlagLLMModel": "bgekit.compat:FlagLLMModel",
-    "FlagICLModel": "bgekit.compat:FlagICLModel",
-    "BGEM3FlagModel": "bgekit.m3:BGEM3FlagModel",
-    "FlagReranker": "bgekit.compat_reranker:FlagReranker",
-    "FlagLLMReranker": "bgekit.compat_reranker:FlagLLMReranker",
+    "FlagModel": "bgekit.compat.embedder:FlagModel",
+    "FlagLLMModel": "bgekit.compat.embedder:FlagLLMModel",
+    "FlagICLModel": "bgekit.compat.embedder:FlagICLModel",
+    "BGEM3FlagModel": "bgekit.compat.m3:BGEM3FlagModel",
+    "FlagReranker": "bgekit.compat.reranker:FlagReranker",
+    "FlagLLMReranker": "bgekit.compat.reranker:FlagLLMReranker",
     "LayerWiseFlagLLMReranker": "bgekit.reranker_layerwise:LayerWiseFlagLLMReranker",
     "LightWeightFlagLLMReranker": "bgekit.reranker_layerwise:LightWeightFlagLLMReranker",
 }

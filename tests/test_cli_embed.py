@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bgekit.cli import main
-from bgekit.cli_embed import read_texts
+from bgekit.cli.embed import read_texts
 from golden import GOLDEN
 
 BERT = str(GOLDEN / "models" / "bert-embedder")
@@ -55,7 +55,7 @@ def test_search_prints_ranked_hits(capsys):
 
 
 def test_encode_m3_sparse_jsonl(tmp_path):
-    from bgekit.m3 import BGEM3FlagModel
+    from bgekit.compat.m3 import BGEM3FlagModel
 
     m3 = str(GOLDEN / "models" / "m3")
     src = tmp_path / "in.txt"
@@ -79,7 +79,7 @@ def test_sparse_needs_an_m3_model(tmp_path, capsys):
 
 
 def test_a_missing_optional_package_names_the_extra(monkeypatch, tmp_path, capsys):
-    import bgekit.cli_embed as cli_embed
+    import bgekit.cli.embed as cli_embed
 
     def needs_faiss(args):
         raise ModuleNotFoundError("No module named 'faiss'", name="faiss")

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from bgekit.cli import main
-from bgekit.cli_rerank import read_queries
+from bgekit.cli.rerank import read_queries
 from golden import GOLDEN
 
 XLMR = str(GOLDEN / "models" / "xlmr-reranker")
@@ -12,7 +12,7 @@ PASSAGES = ["The quick brown fox.", "Paris is the capital of France.", "Dense re
 
 @pytest.fixture(scope="module")
 def reranker():
-    from bgekit.compat_reranker import FlagReranker
+    from bgekit.compat.reranker import FlagReranker
 
     return FlagReranker(XLMR, devices="cpu")
 

@@ -12,7 +12,7 @@ GOLDEN = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "golden",
 
 @pytest.fixture(scope="module")
 def m3():
-    from bgekit.encoder import load_embedder
+    from bgekit.loading import load_embedder
 
     return load_embedder(os.path.join(GOLDEN, "m3"))
 
@@ -34,7 +34,7 @@ def test_sparse_retrieval_matches_lexical_scores(m3, data):
 
 
 def test_hybrid_is_weighted_sum_and_reranker_plugs_in(m3, data, tmp_path):
-    from bgekit.compat_reranker import FlagAutoReranker
+    from bgekit.compat.reranker import FlagAutoReranker
 
     config = EvalConfig(retrieval="dense+sparse", weights=(1.0, 0.3), show_progress=False, cache_dir=str(tmp_path))
     result = evaluate_retrieval(data, m3, config=config)

@@ -57,7 +57,7 @@ def test_similarity_and_errors():
 def test_icl_queries_get_the_few_shot_prompt_with_the_task_instruction():
     """An ICL model's queries go through its few-shot prompt (as encode_queries builds it), with the task's
     instruction in it; equal to a model constructed with that instruction. Documents get no prompt."""
-    from bgekit.compat import FlagICLModel
+    from bgekit.compat.embedder import FlagICLModel
     from golden import GOLDEN
 
     decoder = str(GOLDEN / "models" / "decoder-embedder")
@@ -77,7 +77,7 @@ def test_icl_queries_get_the_few_shot_prompt_with_the_task_instruction():
 
 
 def test_encode_queries_instruction_override_for_icl_and_plain_models():
-    from bgekit.compat import FlagICLModel, FlagModel
+    from bgekit.compat.embedder import FlagICLModel, FlagModel
     from golden import GOLDEN
 
     decoder, bert = (str(GOLDEN / "models" / n) for n in ("decoder-embedder", "bert-embedder"))

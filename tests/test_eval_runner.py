@@ -14,7 +14,7 @@ SCIFACT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", 
 
 @pytest.fixture(scope="module")
 def minilm():
-    from bgekit.encoder import load_embedder
+    from bgekit.loading import load_embedder
 
     return load_embedder("all-MiniLM-L6-v2")
 

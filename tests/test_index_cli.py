@@ -7,7 +7,7 @@ import pytest
 
 from golden import GOLDEN
 from bgekit.cli import build_parser, main
-from bgekit.cli_embed import DEFAULT_SAMPLE
+from bgekit.cli.embed import DEFAULT_SAMPLE
 
 M3 = str(GOLDEN / "models" / "m3")
 BERT = str(GOLDEN / "models" / "bert-embedder")

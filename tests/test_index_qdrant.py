@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("qdrant_client")
 
 from golden import GOLDEN
-from bgekit.cli_embed import DEFAULT_SAMPLE
+from bgekit.cli.embed import DEFAULT_SAMPLE
 from bgekit.encoder import Embedder
 from bgekit.index.documents import read_corpus
 from bgekit.index.model_info import IndexModelMismatch

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from golden import GOLDEN
-from bgekit.cli_embed import DEFAULT_SAMPLE
+from bgekit.cli.embed import DEFAULT_SAMPLE
 from bgekit.encoder import Embedder
 from bgekit.index.documents import read_corpus
 from bgekit.index.search import SearchHit, Searcher, SearchResult

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from golden import GOLDEN
-from bgekit.cli_embed import DEFAULT_SAMPLE
+from bgekit.cli.embed import DEFAULT_SAMPLE
 from bgekit.encoder import Embedder
 from bgekit.index import generation as G
 from bgekit.index.documents import as_documents, read_corpus

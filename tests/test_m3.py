@@ -10,7 +10,8 @@ import torch
 
 from golden import GOLDEN
 from bgekit.heads import COLBERT_FILE, SPARSE_FILE, M3Heads, load_heads, save_heads
-from bgekit.m3 import BGEM3FlagModel, M3Embedder, M3Output
+from bgekit.compat.m3 import BGEM3FlagModel
+from bgekit.m3 import M3Embedder, M3Output
 from bgekit.types import SparseVector
 
 M3 = str(GOLDEN / "models" / "m3")
@@ -245,8 +246,8 @@ def test_lexical_matching_types(model):
 # ---------------------------------------------------------------- native API, loading, heads
 
 def test_native_api_and_auto_loading(model):
-    from bgekit.compat import FlagAutoModel
-    from bgekit.encoder import load_embedder
+    from bgekit.compat.embedder import FlagAutoModel
+    from bgekit.loading import load_embedder
 
     native = load_embedder(M3, devices="cpu")
     assert type(native) is M3Embedder

@@ -24,7 +24,7 @@ from mteb.abstasks.retrieval import AbsTaskRetrieval  # noqa: E402
 from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData  # noqa: E402
 from mteb.abstasks.task_metadata import TaskMetadata  # noqa: E402
 
-from bgekit.encoder import load_embedder  # noqa: E402
+from bgekit.loading import load_embedder  # noqa: E402
 from bgekit.eval.data import RetrievalData, load_folder  # noqa: E402
 from bgekit.eval.metrics import sts_spearman  # noqa: E402
 from bgekit.eval.mteb import MTEBModel  # noqa: E402

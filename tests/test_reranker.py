@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from bgekit import registry
-from bgekit.compat_reranker import FlagAutoReranker, FlagLLMReranker, FlagReranker
+from bgekit.compat.reranker import FlagAutoReranker, FlagLLMReranker, FlagReranker
 from bgekit.registry import RERANKERS, ModelSpec, UnknownModelError, resolve_reranker, write_spec_file
 from bgekit.reranker import Reranker, rank_scores
 from bgekit.reranker_inputs import (PairTemplate, check_pairs, cross_encoder_features, fit_pair, last_positions,

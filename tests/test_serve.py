@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from golden import GOLDEN
-from bgekit.cli_embed import DEFAULT_SAMPLE
+from bgekit.cli.embed import DEFAULT_SAMPLE
 from bgekit.index.documents import read_corpus
 from bgekit.index.search import Searcher
 from bgekit.index.store import build_index

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bgekit.serve_batching import Batcher, Metrics, QueueFull
+from bgekit.serve.batching import Batcher, Metrics, QueueFull
 
 
 def recorder(delay: float = 0.0):

@@ -17,7 +17,7 @@ CHROMIUM = os.environ.get("BGEKIT_CHROMIUM") or shutil.which("chromium") or shut
 pytestmark = pytest.mark.skipif(not CHROMIUM, reason="no Chromium executable (apt-get install chromium)")
 
 from golden import GOLDEN  # noqa: E402
-from bgekit.cli_embed import DEFAULT_SAMPLE  # noqa: E402
+from bgekit.cli.embed import DEFAULT_SAMPLE  # noqa: E402
 from bgekit.index.documents import read_corpus  # noqa: E402
 from bgekit.index.search import Searcher  # noqa: E402
 from bgekit.index.store import build_index  # noqa: E402

@@ -161,7 +161,7 @@ def test_m3_fix_encoder_trains_only_the_heads(tmp_path, data):
 
 
 def test_icl_training_queries_match_inference_layout(tmp_path):
-    from bgekit.compat import FlagICLModel
+    from bgekit.compat.embedder import FlagICLModel
     from bgekit.prompts import icl_prefix
     from bgekit.train.collate import EmbedderCollator, IclSettings
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from bgekit.cli import main
-from bgekit.compat_reranker import FlagReranker
+from bgekit.compat.reranker import FlagReranker
 from bgekit.train.data import read_jsonl
 from golden import GOLDEN
 

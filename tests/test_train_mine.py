@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bgekit.cli import main
-from bgekit.cli_mine import parse_mine_args
+from bgekit.cli.mine import parse_mine_args
 from bgekit.train.label import read_records
 from bgekit.train.mine import FalseNegativeFilter, MineConfig, mine, mine_file, parse_range
 from golden import GOLDEN

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bgekit import EarlyExitReranker, FlagAutoReranker, Reranker
-from bgekit.compat_reranker import FlagLLMReranker, FlagReranker
+from bgekit.compat.reranker import FlagLLMReranker, FlagReranker
 from bgekit.reranker_layerwise import LayerWiseFlagLLMReranker
 from bgekit.train.reranker_args import parse_reranker_args
 from bgekit.train.run_reranker import build_reranker_training

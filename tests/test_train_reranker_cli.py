@@ -5,7 +5,7 @@ import pytest
 
 from bgekit import FlagAutoReranker
 from bgekit.cli import main
-from bgekit.compat_reranker import FlagReranker
+from bgekit.compat.reranker import FlagReranker
 from bgekit.train.reranker_args import parse_reranker_args
 from golden import GOLDEN
 

@@ -49,7 +49,7 @@ class MTEBModel:
     """Wrap a bgekit embedder (or a model name) for ``mteb.evaluate``.
 
     Args:
-        model: an embedder object or a name/folder for :func:`bgekit.encoder.load_embedder`.
+        model: an embedder object or a name/folder for :func:`bgekit.loading.load_embedder`.
         task_instructions: task name -> instruction for its queries (or for all texts of non-retrieval tasks).
         batch_size: default encoding batch size (mteb's ``batch_size`` wins when it passes one).
         name / revision: what mteb records as the model's name (must contain "/") and revision.
@@ -59,7 +59,7 @@ class MTEBModel:
     def __init__(self, model: Any = "all-MiniLM-L6-v2", task_instructions: Mapping[str, str] | None = None,
                  batch_size: int = 64, name: str | None = None, revision: str | None = None, **model_kwargs: Any):
         if isinstance(model, str):
-            from bgekit.encoder import load_embedder
+            from bgekit.loading import load_embedder
 
             model = load_embedder(model, **model_kwargs)
         elif model_kwargs:

@@ -238,7 +238,7 @@ def evaluate_beir(dataset_dirs: Sequence[str], model: Any = "all-MiniLM-L6-v2", 
 
     Args:
         dataset_dirs: dataset folders.
-        model: an embedder object or a name/folder loaded with :func:`bgekit.encoder.load_embedder`
+        model: an embedder object or a name/folder loaded with :func:`bgekit.loading.load_embedder`
             (``model_kwargs`` go to it); ignored for BM25.
         splits: qrels splits to evaluate in each folder.
         reranker: a reranker object, or a name/folder loaded with FlagAutoReranker (``reranker_kwargs``).
@@ -254,11 +254,11 @@ def evaluate_beir(dataset_dirs: Sequence[str], model: Any = "all-MiniLM-L6-v2", 
     if config.retrieval == "bm25":
         model = None
     elif isinstance(model, str):
-        from bgekit.encoder import load_embedder
+        from bgekit.loading import load_embedder
 
         model = load_embedder(model, **(model_kwargs or {}))
     if isinstance(reranker, str):
-        from bgekit.compat_reranker import FlagAutoReranker
+        from bgekit.compat.reranker import FlagAutoReranker
 
         reranker = FlagAutoReranker.from_finetuned(reranker, **(reranker_kwargs or {}))
     results = [evaluate_retrieval(d, model, reranker, config) for d in datasets]

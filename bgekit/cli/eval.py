@@ -130,12 +130,12 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     data = [load_benchmark(args.family, n, args.split, args.data_root) for n in args.names]
     model = None
     if config.retrieval != "bm25":
-        from bgekit.encoder import load_embedder
+        from bgekit.loading import load_embedder
 
         model = load_embedder(args.model, **_model_kwargs(args))
     reranker = None
     if args.reranker:
-        from bgekit.compat_reranker import FlagAutoReranker
+        from bgekit.compat.reranker import FlagAutoReranker
 
         reranker = FlagAutoReranker.from_finetuned(args.reranker, **_reranker_kwargs(args))
     results = [evaluate_retrieval(d, model, reranker, config) for d in data]

@@ -10,7 +10,7 @@ import numpy as np
 
 from bgekit import scoring
 from bgekit.batching import check_texts
-from bgekit.compat import native_kwargs
+from bgekit.compat.base import native_kwargs
 from bgekit.m3 import M3Embedder, _check_outputs
 from bgekit.prompts import apply_instruction
 from bgekit.registry import ModelSpec

@@ -12,36 +12,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from bgekit.compat.base import native_kwargs
+from bgekit.compat.m3 import BGEM3FlagModel
 from bgekit.encoder import Embedder
 from bgekit.registry import ICL_QUERY, INSTRUCT_QUERY, ModelSpec, resolve
 
 logger = logging.getLogger(__name__)
-
-
-def native_kwargs(flag: dict[str, Any]) -> dict[str, Any]:
-    """Map a FlagEmbedding-style constructor's arguments (its ``locals()``) to :class:`Embedder` arguments.
-
-    The one place where FlagEmbedding's names (``normalize_embeddings``, ``query_instruction_for_retrieval``...)
-    meet the native ones; every compat embedder class calls it.
-    """
-    return dict(
-        pooling=flag["pooling_method"],
-        normalize=flag["normalize_embeddings"],
-        query_instruction=flag["query_instruction_for_retrieval"],
-        query_instruction_format=flag["query_instruction_format"].replace("\\n", "\n"),
-        passage_instruction=flag["passage_instruction_for_retrieval"],
-        passage_instruction_format=flag["passage_instruction_format"],
-        devices=flag["devices"],
-        use_fp16=flag["use_fp16"],
-        use_bf16=flag["use_bf16"],
-        batch_size=flag["batch_size"],
-        query_max_length=flag["query_max_length"],
-        passage_max_length=flag["passage_max_length"],
-        truncate_dim=flag["truncate_dim"],
-        convert_to_numpy=flag["convert_to_numpy"],
-        trust_remote_code=flag["trust_remote_code"],
-        cache_dir=flag["cache_dir"],
-    )
 
 
 class FlagModel(Embedder):
@@ -145,26 +121,14 @@ def _check_last_token(pooling_method: str) -> None:
         raise ValueError(f"pooling_method must be 'last_token' for LLM-based embedders, got {pooling_method!r}")
 
 
-def _m3_class():
-    from bgekit.m3 import BGEM3FlagModel
-
-    return BGEM3FlagModel
-
-
-# FlagEmbedding's model_class values -> our classes (M3 imported on use).
+# FlagEmbedding's model_class values -> our classes.
 MODEL_CLASSES = {
     "encoder-only-base": lambda: FlagModel,
-    "encoder-only-m3": _m3_class,
+    "encoder-only-m3": lambda: BGEM3FlagModel,
     "decoder-only-base": lambda: FlagLLMModel,
     "decoder-only-icl": lambda: FlagICLModel,
 }
 _KIND_TO_CLASS = {"encoder": "encoder-only-base", "m3": "encoder-only-m3", "decoder": "decoder-only-base", "icl": "decoder-only-icl"}
-
-
-def __getattr__(name: str) -> Any:
-    if name == "BGEM3FlagModel":
-        return _m3_class()
-    raise AttributeError(f"module 'bgekit.compat' has no attribute {name!r}")
 
 
 class FlagAutoModel:

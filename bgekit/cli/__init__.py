@@ -11,12 +11,13 @@ import logging
 import sys
 
 SUBCOMMANDS = [
-    "bgekit.cli_embed",
-    "bgekit.cli_rerank",
-    "bgekit.cli_eval",
-    "bgekit.cli_train",
-    "bgekit.cli_mine",
-    "bgekit.cli_index",
+    "bgekit.cli.embed",
+    "bgekit.cli.rerank",
+    "bgekit.cli.eval",
+    "bgekit.cli.train",
+    "bgekit.cli.mine",
+    "bgekit.cli.index",
+    "bgekit.cli.serve",
 ]
 
 

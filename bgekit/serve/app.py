@@ -7,8 +7,8 @@ Routes:
     POST /search          search the loaded index (dense / sparse / hybrid, ColBERT, rerank, filter)
     GET  /health, /info, /metrics (Prometheus text), /  (a small search page)
 
-Concurrent requests are coalesced into batched model calls (:mod:`bgekit.serve_batching`); a full queue answers
-503 with Retry-After. Errors are JSON naming the field at fault (:mod:`bgekit.serve_schemas`).
+Concurrent requests are coalesced into batched model calls (:mod:`bgekit.serve.batching`); a full queue answers
+503 with Retry-After. Errors are JSON naming the field at fault (:mod:`bgekit.serve.schemas`).
 
 Example:
     >>> app = create_app(embedder=load_embedder("all-MiniLM-L6-v2"))          # doctest: +SKIP
@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from bgekit.serve_batching import Batcher, Metrics, QueueFull
-from bgekit.serve_engine import ROLES, Engine, ServeConfig
-from bgekit.serve_schemas import (
+from bgekit.serve.batching import Batcher, Metrics, QueueFull
+from bgekit.serve.engine import ROLES, Engine, ServeConfig
+from bgekit.serve.schemas import (
     ApiError, CohereRerankRequest, EmbedRequest, EmbedSparseRequest, OpenAIEmbeddingRequest, RerankRequest,
     SearchRequest, TokenizeRequest, documents, error_body, from_validation, texts,
 )
@@ -140,7 +140,7 @@ def create_app(embedder: Any = None, reranker: Any = None, searcher: Any = None,
     from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
     from starlette.exceptions import HTTPException
 
-    from bgekit.serve_page import render
+    from bgekit.serve.page import render
 
     if embedder is None and reranker is None and searcher is None:
         raise ValueError("create_app needs an embedder, a reranker or a searcher to serve")

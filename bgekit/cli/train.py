@@ -17,8 +17,8 @@ import logging
 
 # kind -> (help, "module:function"); the function takes the option list and returns an exit code.
 TRAINERS = {
-    "embedder": ("fine-tune an embedder (encoder, BGE-M3, decoder-only with LoRA, ICL)", "bgekit.cli_train:run_embedder"),
-    "reranker": ("fine-tune a reranker (cross-encoder, LLM with LoRA, layerwise)", "bgekit.cli_train:run_reranker"),
+    "embedder": ("fine-tune an embedder (encoder, BGE-M3, decoder-only with LoRA, ICL)", "bgekit.cli.train:run_embedder"),
+    "reranker": ("fine-tune a reranker (cross-encoder, LLM with LoRA, layerwise)", "bgekit.cli.train:run_reranker"),
 }
 
 

@@ -63,7 +63,7 @@ def load_scorer(args: argparse.Namespace) -> Callable[[list], list[float]]:
             kwargs["max_length"] = args.max_length
         model = Reranker(args.model, spec=spec, **kwargs)
         return lambda pairs: model.score(pairs, normalize=args.normalize, show_progress=True)
-    from bgekit.compat_reranker import FlagAutoReranker
+    from bgekit.compat.reranker import FlagAutoReranker
 
     kwargs = {"batch_size": args.batch_size, "devices": args.device, "use_bf16": args.dtype == "bf16",
               "use_fp16": args.dtype in (None, "fp16")}
@@ -80,7 +80,7 @@ def cmd_rerank(args: argparse.Namespace) -> int:
     if args.top_k is not None and args.top_k < 1:
         raise ValueError(f"--top-k must be a positive integer, got {args.top_k}")
     if args.query is not None:
-        from bgekit.cli_embed import read_texts
+        from bgekit.cli.embed import read_texts
 
         items = [{"query": args.query, "texts": read_texts(args.input, args.field), "ids": None, "id": None}]
     else:

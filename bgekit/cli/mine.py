@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-# FlagEmbedding's model_class values (bgekit.train.args.MODEL_CLASSES and bgekit.compat_reranker.RERANKER_CLASSES;
+# FlagEmbedding's model_class values (bgekit.train.args.MODEL_CLASSES and bgekit.compat.reranker.RERANKER_CLASSES;
 # spelled out here so that building the CLI parser imports neither transformers nor torch)
 EMBEDDER_CLASSES = ("encoder-only-base", "encoder-only-m3", "decoder-only-base", "decoder-only-icl")
 RERANKER_CLASSES = ("encoder-only-base", "decoder-only-base", "decoder-only-layerwise", "decoder-only-lightweight")
@@ -101,7 +101,7 @@ def _given(**kwargs: Any) -> dict[str, Any]:
 
 def load_embedder_from(e: EmbedderArguments, r: RuntimeArguments):
     """The embedder described by the arguments (unset options keep the model's own settings)."""
-    from bgekit.encoder import load_embedder
+    from bgekit.loading import load_embedder
 
     kwargs = _given(pooling=e.pooling_method, query_instruction=e.query_instruction_for_retrieval,
                     query_instruction_format=e.query_instruction_format_for_retrieval,
@@ -123,7 +123,7 @@ def load_embedder_from(e: EmbedderArguments, r: RuntimeArguments):
 
 def load_reranker_from(a: RerankerArguments, r: RuntimeArguments):
     """The reranker described by the arguments, through FlagAutoReranker (unset options keep the class's defaults)."""
-    from bgekit.compat_reranker import FlagAutoReranker
+    from bgekit.compat.reranker import FlagAutoReranker
 
     if a.cutoff_layers is not None and len(a.cutoff_layers) != 1:
         raise ValueError(f"--cutoff_layers: give one exit layer for teacher scores, got {a.cutoff_layers}")
@@ -161,7 +161,7 @@ def parse_label_args(argv: list[str] | None):
 
 
 def run_mine(argv: list[str]) -> int:
-    from bgekit.cli_embed import read_texts
+    from bgekit.cli.embed import read_texts
     from bgekit.train.mine import FalseNegativeFilter, MineConfig, mine_file
 
     files, m, runtime, emb_args, rr_args = parse_mine_args(argv)

@@ -14,7 +14,7 @@ from typing import Any, Hashable, Sequence
 
 import numpy as np
 
-from bgekit.serve_schemas import ApiError
+from bgekit.serve.schemas import ApiError
 
 ROLES = {None: "text", "text": "text", "query": "query", "passage": "passage", "document": "passage"}
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -9,7 +10,7 @@ from typing import Any
 
 from bgekit.io import iter_jsonl
 
-DEFAULT_SAMPLE = os.path.join(os.path.dirname(__file__), "data", "sample_corpus.jsonl")
+DEFAULT_SAMPLE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "sample_corpus.jsonl")
 
 
 def read_texts(path: str, field: str = "text") -> list[str]:
@@ -52,7 +53,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    from bgekit.encoder import load_embedder
+    from bgekit.loading import load_embedder
     from bgekit.io import atomic_open, atomic_save_npy
 
     texts = read_texts(args.input, args.field)
@@ -75,7 +76,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from bgekit.encoder import load_embedder
+    from bgekit.loading import load_embedder
 
     docs = read_texts(args.corpus, args.field)
     if not docs:
@@ -120,4 +121,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_model_args(p)
     p.set_defaults(func=cmd_search)
-    __import__("bgekit.cli_index").cli_index.extend_search(p, cmd_search)  # --index-dir and its options
+    importlib.import_module("bgekit.cli.index").extend_search(p, cmd_search)  # --index-dir and its options
