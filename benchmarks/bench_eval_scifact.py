@@ -33,7 +33,7 @@ def _stages(result) -> str:
 
 
 def main() -> int:
-    from bgekit.encoder import load_embedder
+    from bgekit.loading import load_embedder
     from bgekit.eval import EvalConfig, evaluate_retrieval, load_folder
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -209,7 +209,7 @@ def main() -> None:
     args = ap.parse_args()
     SERVER_ARGS.extend(args.server_arg)
 
-    from bgekit.encoder import load_embedder
+    from bgekit.loading import load_embedder
 
     texts = load_texts(args.texts)
     model = load_embedder(args.model, **({"dtype": args.dtype} if args.dtype else {}))
