@@ -98,6 +98,13 @@ class EmbedderDataArguments:
                 setattr(self, name, value.replace("\\n", "\n"))
 
 
+def _no_accelerator() -> bool:
+    """True when torch sees no accelerator (CUDA, XPU, MPS, ...): training then runs on the CPU."""
+    import torch
+
+    return torch.accelerator.current_accelerator() is None
+
+
 @dataclass
 class GroupTrainingArguments(TrainingArguments):
     """``TrainingArguments`` plus what embedder and reranker training share."""
@@ -107,6 +114,9 @@ class GroupTrainingArguments(TrainingArguments):
     warmup_ratio: float | None = field(default=None, metadata={"help": "Warmup as a fraction of all steps (sets warmup_steps)."})
 
     def __post_init__(self) -> None:
+        if (self.bf16 or self.bf16_full_eval) and not self.use_cpu and _no_accelerator():
+            # transformers refuses bf16 without a GPU unless told use_cpu; bf16 on CPU is real and fast here.
+            self.use_cpu = True
         if self.warmup_ratio is not None:
             if not 0.0 <= self.warmup_ratio < 1.0:
                 raise ValueError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}")

@@ -17,7 +17,8 @@ example with no negatives at all is an error when ``group_size > 1``. The random
 
 Sources. Every file is one source. A file whose name (without extension) or folder ends in
 ``no_in_batch_neg`` is marked: its batches use no in-batch negatives (classification / clustering data,
-where another query's positive is often also yours). Files in one folder smaller than ``small_threshold``
+where another query's positive is often also yours). A folder is searched recursively (FlagEmbedding's
+example-data root, with one subfolder per task, works as one path). Files in one folder smaller than ``small_threshold``
 are merged into one source, dropped if it has fewer than ``drop_threshold`` examples (as in FlagEmbedding).
 
 Batches (:class:`~bgekit.train.sampler.GroupBatchSampler`). Either examples from all sources are shuffled together, or, with
@@ -147,10 +148,12 @@ def _marked(path: str) -> bool:
 
 
 def _files(path: str) -> list[str]:
+    """A file, or every .jsonl / .json file under a folder and its subfolders (sorted by path)."""
     if os.path.isdir(path):
-        files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(EXTENSIONS))
+        files = sorted(os.path.join(root, f) for root, dirs, names in os.walk(path, followlinks=True)
+                       for f in names if f.endswith(EXTENSIONS) and not f.startswith("."))
         if not files:
-            raise ValueError(f"training data folder {path!r} holds no .jsonl / .json files")
+            raise ValueError(f"training data folder {path!r} holds no .jsonl / .json files (searched recursively)")
         return files
     if not os.path.exists(path):
         raise FileNotFoundError(f"training data {path!r} does not exist")
@@ -164,7 +167,8 @@ def load_sources(paths: Sequence[str], need_scores: bool = False, max_examples_p
     """Read every training file (files, or folders of files) into sources.
 
     Args:
-        paths: files or folders (a folder's .jsonl / .json files, not recursive, in name order).
+        paths: files or folders (every .jsonl / .json file under a folder, subfolders included, in path order;
+            FlagEmbedding's example-data root works as one path).
         need_scores: every example must carry pos_scores / neg_scores (knowledge distillation).
         max_examples_per_file: keep a random subset (seeded) of larger files.
         small_threshold / drop_threshold: merge a folder's files smaller than small_threshold into one source;
@@ -178,7 +182,7 @@ def load_sources(paths: Sequence[str], need_scores: bool = False, max_examples_p
         paths = [paths]
     sources: list[Source] = []
     for path in paths:
-        small = Source(f"{path} (merged small files)", [], _marked_folder(path))
+        small: dict[str, Source] = {}  # folder -> its merged small files
         for file in _files(path):
             examples = read_jsonl(file, need_scores)
             if max_examples_per_file is not None and len(examples) > max_examples_per_file:
@@ -186,11 +190,12 @@ def load_sources(paths: Sequence[str], need_scores: bool = False, max_examples_p
             if not examples:
                 continue
             if os.path.isdir(path) and len(examples) < small_threshold:
-                small.examples.extend(examples)
+                folder = os.path.dirname(file)
+                merged = small.setdefault(folder, Source(f"{folder} (merged small files)", [], _marked_folder(folder)))
+                merged.examples.extend(examples)
             else:
                 sources.append(Source(file, examples, _marked(file)))
-        if small.examples and len(small.examples) >= drop_threshold:
-            sources.append(small)
+        sources.extend(s for s in small.values() if len(s.examples) >= drop_threshold)
     if not sources:
         raise ValueError(f"no training examples found in {list(paths)}")
     for s in sources:
