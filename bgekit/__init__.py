@@ -31,8 +31,8 @@ _LAZY = {
     "FlagReranker": "bgekit.compat.reranker",
     "FlagLLMReranker": "bgekit.compat.reranker",
     "FlagAutoReranker": "bgekit.compat.reranker",
-    "LayerWiseFlagLLMReranker": "bgekit.reranker_layerwise",
-    "LightWeightFlagLLMReranker": "bgekit.reranker_layerwise",
+    "LayerWiseFlagLLMReranker": "bgekit.compat.layerwise",
+    "LightWeightFlagLLMReranker": "bgekit.compat.layerwise",
     "EarlyExitReranker": "bgekit.reranker_layerwise",
     # evaluation and retrieval
     "evaluate_beir": "bgekit.eval.runner",

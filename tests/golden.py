@@ -26,8 +26,8 @@ CLASSES = {
     "BGEM3FlagModel": "bgekit.compat.m3:BGEM3FlagModel",
     "FlagReranker": "bgekit.compat.reranker:FlagReranker",
     "FlagLLMReranker": "bgekit.compat.reranker:FlagLLMReranker",
-    "LayerWiseFlagLLMReranker": "bgekit.reranker_layerwise:LayerWiseFlagLLMReranker",
-    "LightWeightFlagLLMReranker": "bgekit.reranker_layerwise:LightWeightFlagLLMReranker",
+    "LayerWiseFlagLLMReranker": "bgekit.compat.layerwise:LayerWiseFlagLLMReranker",
+    "LightWeightFlagLLMReranker": "bgekit.compat.layerwise:LightWeightFlagLLMReranker",
 }
 
 

@@ -154,10 +154,10 @@ def test_auto_reranker_imports_the_layerwise_module_lazily(monkeypatch):
         def __init__(self, path, **kwargs):
             seen.update(path=path, **kwargs)
 
-    fake = types.ModuleType("bgekit.reranker_layerwise")
+    fake = types.ModuleType("bgekit.compat.layerwise")
     fake.LayerWiseFlagLLMReranker = Fake
     fake.LightWeightFlagLLMReranker = Fake
-    monkeypatch.setitem(sys.modules, "bgekit.reranker_layerwise", fake)
+    monkeypatch.setitem(sys.modules, "bgekit.compat.layerwise", fake)
     path = str(GOLDEN / "models" / "layerwise-reranker")
     assert isinstance(FlagAutoReranker.from_finetuned(path, cutoff_layers=[2]), Fake)
     assert seen == {"path": path, "use_fp16": False, "trust_remote_code": False, "cutoff_layers": [2]}

@@ -6,7 +6,8 @@ import warnings
 import numpy as np
 import pytest
 
-from bgekit.reranker_layerwise import EarlyExitReranker, LayerWiseFlagLLMReranker, LightWeightFlagLLMReranker
+from bgekit.compat.layerwise import LayerWiseFlagLLMReranker, LightWeightFlagLLMReranker
+from bgekit.reranker_layerwise import EarlyExitReranker
 from golden import GOLDEN
 
 LAYERWISE = str(GOLDEN / "models" / "layerwise-reranker")

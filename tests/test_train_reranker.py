@@ -11,7 +11,7 @@ import torch
 
 from bgekit import EarlyExitReranker, FlagAutoReranker, Reranker
 from bgekit.compat.reranker import FlagLLMReranker, FlagReranker
-from bgekit.reranker_layerwise import LayerWiseFlagLLMReranker
+from bgekit.compat.layerwise import LayerWiseFlagLLMReranker
 from bgekit.train.reranker_args import parse_reranker_args
 from bgekit.train.run_reranker import build_reranker_training
 from golden import GOLDEN

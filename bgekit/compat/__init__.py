@@ -15,8 +15,8 @@ _LAZY = {
     "FlagAutoReranker": "bgekit.compat.reranker",
     "FlagReranker": "bgekit.compat.reranker",
     "FlagLLMReranker": "bgekit.compat.reranker",
-    "LayerWiseFlagLLMReranker": "bgekit.reranker_layerwise",
-    "LightWeightFlagLLMReranker": "bgekit.reranker_layerwise",
+    "LayerWiseFlagLLMReranker": "bgekit.compat.layerwise",
+    "LightWeightFlagLLMReranker": "bgekit.compat.layerwise",
 }
 
 __getattr__, __dir__, __all__ = lazy_names("bgekit.compat", _LAZY, globals())

@@ -138,7 +138,7 @@ class FlagLLMReranker(Reranker):
 
 def _layerwise_class(name: str):
     def load():
-        return getattr(importlib.import_module("bgekit.reranker_layerwise"), name)
+        return getattr(importlib.import_module("bgekit.compat.layerwise"), name)
 
     return load
 
