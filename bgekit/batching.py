@@ -119,52 +119,103 @@ def stack(rows: list[Any]):
 
 # ---------------------------------------------------------------- several devices
 
-def _worker(fn: Callable, device: str, inbox, outbox) -> None:
+_READY = -1  # a worker's first message: it has finished starting
+
+_GUARD_HINT = (
+    "With several devices bgekit starts one process per device with 'spawn', which imports your script again "
+    "in each of them; put the code that creates the model and encodes under `if __name__ == \"__main__\":` "
+    "(see 'Safe importing of main module' in Python's multiprocessing docs), or pass a single device."
+)
+
+
+def _worker(rank: int, device: str, inbox, outbox) -> None:
+    outbox.put((_READY, True, rank))
     while True:
         task = inbox.get()
         if task is None:
             return
-        chunk_id, args = task
+        chunk_id, fn, args = task
         try:
             outbox.put((chunk_id, True, fn(device, *args)))
         except BaseException as e:  # noqa: BLE001 - reported to the parent, never swallowed
             outbox.put((chunk_id, False, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
 
 
-def map_devices(fn: Callable, chunks: list[tuple], devices: list[str], timeout: float = 5.0) -> list[Any]:
+def _check_not_bootstrapping() -> None:
+    """In a spawned child that is still importing the parent's script, refuse to start a pool (a clear error
+    instead of multiprocessing's bootstrapping RuntimeError)."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise RuntimeError("a multi-device encode was started while a worker process was still starting. " + _GUARD_HINT)
+
+
+def map_devices(fn: Callable, chunks: list[tuple], devices: list[str], timeout: float = 1.0) -> list[Any]:
     """Run ``fn(device, *chunk)`` for every chunk on a pool of one process per device; results in order.
 
-    ``fn`` must be picklable (a module-level function or a bound method of a picklable object). A worker's
-    exception is re-raised here as RuntimeError with the worker's traceback; a worker that dies without
-    answering (killed, segfault) is reported instead of hanging.
+    ``fn`` must be picklable (a module-level function or a bound method of a picklable object); it travels
+    with each task, so starting a process sends almost nothing and never blocks. A worker's exception is
+    re-raised here as RuntimeError with the worker's traceback; a worker that dies while starting (most often:
+    a script without an ``if __name__ == "__main__":`` guard) or later without answering (killed, segfault) is
+    reported instead of hanging.
     """
     import torch.multiprocessing as mp
 
+    _check_not_bootstrapping()
     ctx = mp.get_context("spawn")
     inbox, outbox = ctx.Queue(), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(fn, d, inbox, outbox), daemon=True) for d in devices]
-    for p in procs:
-        p.start()
+    procs = [ctx.Process(target=_worker, args=(r, d, inbox, outbox), daemon=True)
+             for r, d in enumerate(devices)]
+    ok = False
     try:
+        for p in procs:
+            p.start()
         for i, chunk in enumerate(chunks):
-            inbox.put((i, chunk))
-        results: dict[int, Any] = {}
-        while len(results) < len(chunks):
-            try:
-                chunk_id, ok, value = outbox.get(timeout=timeout)
-            except queue.Empty:
-                dead = [(d, p.exitcode) for d, p in zip(devices, procs) if not p.is_alive()]
-                if dead:
-                    raise RuntimeError(f"worker process(es) died without an answer: {dead} (device, exit code)") from None
-                continue
-            if not ok:
-                raise RuntimeError(f"worker failed on chunk {chunk_id}: {value}")
-            results[chunk_id] = value
+            inbox.put((i, fn, chunk))
+        results = _collect(outbox, procs, devices, len(chunks), timeout)
+        ok = True
         return [results[i] for i in range(len(chunks))]
     finally:
-        for _ in procs:
-            inbox.put(None)
-        for p in procs:
-            p.join(timeout=10)
+        _shut_down(procs, inbox, graceful=ok)
+
+
+def _collect(outbox, procs: list, devices: list[str], n: int, timeout: float) -> dict[int, Any]:
+    """Wait for ``n`` answers; RuntimeError for a worker's error or a worker that died without answering."""
+    results: dict[int, Any] = {}
+    ready: set[int] = set()
+    while len(results) < n:
+        try:
+            chunk_id, ok, value = outbox.get(timeout=timeout)
+        except queue.Empty:
+            dead = [(r, d, p.exitcode) for r, (d, p) in enumerate(zip(devices, procs)) if p.exitcode is not None]
+            if dead:
+                starting = [(d, code) for r, d, code in dead if r not in ready]
+                if starting:
+                    raise RuntimeError(f"worker process(es) {starting} (device, exit code) died while starting, "
+                                       "before running any work. " + _GUARD_HINT) from None
+                raise RuntimeError("worker process(es) died without an answer: "
+                                   f"{[(d, code) for _, d, code in dead]} (device, exit code)") from None
+            continue
+        if chunk_id == _READY:
+            ready.add(value)
+            continue
+        if not ok:
+            raise RuntimeError(f"worker failed on chunk {chunk_id}: {value}")
+        results[chunk_id] = value
+    return results
+
+
+def _shut_down(procs: list, inbox, graceful: bool) -> None:
+    started = [p for p in procs if p.pid is not None]
+    if not graceful:
+        inbox.cancel_join_thread()  # a dead worker may never read what is queued; do not wait for it at exit
+        for p in started:
             if p.is_alive():
                 p.terminate()
+    else:
+        for _ in started:
+            inbox.put(None)
+    for p in started:
+        p.join(timeout=10)
+        if p.is_alive():
+            p.terminate()

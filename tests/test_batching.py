@@ -12,6 +12,12 @@ def _boom(device, xs):
     raise KeyError(f"bad item on {device}")
 
 
+def _die(device, xs):
+    import os
+
+    os._exit(3)
+
+
 def test_order_is_restored_and_batches_are_length_sorted():
     seen = []
 
@@ -84,3 +90,34 @@ def test_map_devices_runs_chunks_in_order():
 def test_map_devices_reports_worker_exception_instead_of_hanging():
     with pytest.raises(RuntimeError, match="KeyError: 'bad item on cpu'"):
         map_devices(_boom, [([1],), ([2],)], ["cpu", "cpu"])
+
+
+def test_map_devices_reports_a_worker_that_dies_after_starting():
+    with pytest.raises(RuntimeError, match=r"died without an answer: \[\('cpu', 3\)"):
+        map_devices(_die, [([1],)], ["cpu"])
+
+
+def test_map_devices_without_main_guard_fails_fast_with_the_fix(tmp_path):
+    """A script without `if __name__ == "__main__":` used to hang forever in Process.start()."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text("import operator\nfrom bgekit.batching import map_devices\n"
+                      "print(map_devices(operator.add, [('x',), ('y',)], ['cpu', 'cpu']))\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "died while starting" in last and 'if __name__ == "__main__":' in last
+
+
+def test_map_devices_with_main_guard_works(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "guarded.py"
+    script.write_text("import operator\nfrom bgekit.batching import map_devices\nif __name__ == '__main__':\n"
+                      "    print(map_devices(operator.add, [('x',), ('y',)], ['cpu', 'cpu']))\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['cpux', 'cpuy']"
