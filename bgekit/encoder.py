@@ -12,6 +12,7 @@ import numpy as np
 
 from bgekit import backends
 from bgekit.batching import check_batch_size, check_texts, map_devices, run_sorted
+from bgekit.errors import ModelMismatch
 from bgekit.pooling import get_pooling
 from bgekit.prompts import apply_instruction, icl_prefix
 from bgekit.registry import DEFAULT_MODEL, ModelSpec, resolve
@@ -42,11 +43,17 @@ class Embedder:
         examples_instruction_format / icl_suffix: ICL prompt pieces.
         trust_remote_code, cache_dir: passed to transformers / the hub download.
 
+    Attributes:
+        forward_kwargs: extra keyword arguments for the model's forward pass (a remote-code model's own options,
+            such as a pseudo-MoE model's ``domain``); empty by default.
+
     Example:
         >>> emb = Embedder("all-MiniLM-L6-v2")                       # doctest: +SKIP
         >>> emb.encode(["I love NLP", "I love machine learning"]).shape  # doctest: +SKIP
         (2, 384)
     """
+
+    forward_kwargs: dict[str, Any] = {}  # read-only default; an instance sets its own dict
 
     def __init__(
         self,
@@ -75,10 +82,12 @@ class Embedder:
         cache_dir: str | None = None,
     ):
         self.model_name_or_path = model_name_or_path
+        self.target_devices = backends.resolve_devices(devices)  # before any download: a missing device fails fast
         self.path = backends.locate(model_name_or_path, cache_dir)
         self.spec = spec if spec is not None else resolve(model_name_or_path, folder=self.path)
         if not self.spec.is_embedder:
             raise ValueError(f"{model_name_or_path!r} is a {self.spec.kind} reranker, not an embedder; use bgekit.Reranker")
+        self.max_positions = backends.position_limit(backends.read_config(self.path))
         self.pooling_method = pooling or self.spec.pooling or "cls"
         self._pool = get_pooling(self.pooling_method)
         self.normalize_embeddings = bool(normalize)
@@ -86,11 +95,12 @@ class Embedder:
         self.query_instruction_format = query_instruction_format or self.spec.query_instruction_format
         self.passage_instruction_for_retrieval = self.spec.passage_instruction if passage_instruction is _FROM_SPEC else passage_instruction
         self.passage_instruction_format = passage_instruction_format or self.spec.passage_instruction_format
-        self.target_devices = backends.resolve_devices(devices)
         self.batch_size = check_batch_size(batch_size)
-        default_length = self.spec.max_length or 512
-        self.query_max_length = _check_length(query_max_length or default_length, "query_max_length")
-        self.passage_max_length = _check_length(passage_max_length or default_length, "passage_max_length")
+        default_length = min(self.spec.max_length or 512, self.max_positions or 512)
+        self.query_max_length = _check_length(_given(query_max_length, default_length), "query_max_length",
+                                              self.max_positions)
+        self.passage_max_length = _check_length(_given(passage_max_length, default_length), "passage_max_length",
+                                                self.max_positions)
         if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim < 1):
             raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
         self.truncate_dim = truncate_dim
@@ -102,6 +112,9 @@ class Embedder:
         remote = self.spec.trust_remote_code if trust_remote_code is None else trust_remote_code
         self.tokenizer = backends.load_tokenizer(self.path, trust_remote_code=remote)
         self.model = backends.load_model(self.path, self.dtype, trust_remote_code=remote)
+        hidden = self.model.config.get_text_config().hidden_size
+        if truncate_dim is not None and truncate_dim > hidden:
+            raise ModelMismatch(f"truncate_dim={truncate_dim} is larger than the model's dimension {hidden}")
         self._device = "cpu"
         self.set_examples(examples)
 
@@ -147,16 +160,16 @@ class Embedder:
         if instruction is _FROM_SPEC:
             instruction = self.query_instruction_for_retrieval
         if self.spec.kind == "icl":
-            return self._encode(queries, batch_size, max_length or self.query_max_length, convert_to_numpy,
+            return self._encode(queries, batch_size, _given(max_length, self.query_max_length), convert_to_numpy,
                                 pad_to_multiple_of, show_progress, icl=True, instruction=instruction)
-        return self.encode(queries, batch_size, max_length or self.query_max_length, convert_to_numpy,
+        return self.encode(queries, batch_size, _given(max_length, self.query_max_length), convert_to_numpy,
                            instruction, self.query_instruction_format, pad_to_multiple_of, show_progress)
 
     def encode_corpus(self, corpus, batch_size: int | None = None, max_length: int | None = None,
                       convert_to_numpy: bool | None = None, pad_to_multiple_of: int | None = None,
                       show_progress: bool | None = None):
         """Encode passages: the passage instruction is applied, never the query one."""
-        return self.encode(corpus, batch_size, max_length or self.passage_max_length, convert_to_numpy,
+        return self.encode(corpus, batch_size, _given(max_length, self.passage_max_length), convert_to_numpy,
                            self.passage_instruction_for_retrieval, self.passage_instruction_format, pad_to_multiple_of,
                            show_progress)
 
@@ -178,7 +191,7 @@ class Embedder:
         texts, single = check_texts(sentences)
         if instruction is not None:
             texts = [apply_instruction(instruction_format or "{}{}", instruction, t) for t in texts]
-        return self._encode(texts if not single else texts[0], batch_size, max_length or self.passage_max_length,
+        return self._encode(texts if not single else texts[0], batch_size, _given(max_length, self.passage_max_length),
                             convert_to_numpy, pad_to_multiple_of, show_progress)
 
     # ------------------------------------------------------------------ internals
@@ -186,8 +199,8 @@ class Embedder:
                 icl: bool = False, instruction: str | None = None):
         """``instruction``: the ICL prompt's instruction (ICL queries only; encode_queries passes it)."""
         texts, single = check_texts(sentences, "queries" if icl else "sentences")
-        batch_size = check_batch_size(batch_size or self.batch_size)
-        max_length = _check_length(max_length, "max_length")
+        batch_size = check_batch_size(_given(batch_size, self.batch_size))
+        max_length = _check_length(max_length, "max_length", getattr(self, "max_positions", None))
         to_numpy = self.convert_to_numpy if convert_to_numpy is None else convert_to_numpy
         args = (batch_size, max_length, pad_to_multiple_of, icl, show_progress, instruction)
         if len(self.target_devices) > 1 and len(texts) > 1:
@@ -218,7 +231,7 @@ class Embedder:
         @torch.inference_mode()
         def forward(batch):
             inputs = self._pad(batch, pad_to_multiple_of).to(device)
-            hidden = self.model(**inputs, return_dict=True).last_hidden_state  # (B, T, H)
+            hidden = self.model(**inputs, **self.forward_kwargs, return_dict=True).last_hidden_state  # (B, T, H)
             return self._finish(self._pool(hidden, inputs["attention_mask"]))  # (B, D)
 
         rows = run_sorted(features, [len(f["input_ids"]) for f in features], forward, batch_size, device,
@@ -278,7 +291,10 @@ def _rows(enc, n: int) -> list[dict]:
     return [{k: enc[k][i] for k in keys} for i in range(n)]
 
 
-def _check_length(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+def _given(value: Any, default: Any) -> Any:
+    """``default`` only when ``value`` is None: 0 and negative values are errors, never "the default"."""
+    return default if value is None else value
+
+
+def _check_length(value: Any, name: str, limit: int | None = None) -> int:
+    return backends.check_length(value, name, limit)

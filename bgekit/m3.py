@@ -14,7 +14,7 @@ import numpy as np
 
 from bgekit import scoring
 from bgekit.batching import check_batch_size, check_texts, map_devices, run_sorted
-from bgekit.encoder import Embedder, _check_length
+from bgekit.encoder import Embedder, _check_length, _given
 from bgekit.heads import lexical_weights, load_heads, special_token_ids
 from bgekit.prompts import apply_instruction
 from bgekit.types import SparseVector
@@ -95,7 +95,7 @@ class M3Embedder(Embedder):
         if instruction is not None:
             texts = [apply_instruction(getattr(self, format_attr), instruction, t) for t in texts]
         outputs = _check_outputs(outputs)
-        rows = self._encode_rows(texts, outputs, batch_size, max_length or getattr(self, length_attr),
+        rows = self._encode_rows(texts, outputs, batch_size, _given(max_length, getattr(self, length_attr)),
                                  pad_to_multiple_of, show_progress)
         dense, sparse, colbert = self._collect(rows, outputs)
         if single:
@@ -104,7 +104,8 @@ class M3Embedder(Embedder):
 
     def score_pairs(self, pairs: Sequence[Sequence[str]], batch_size: int | None = None,
                     max_query_length: int | None = None, max_passage_length: int | None = None,
-                    weights: Sequence[float] | None = None, show_progress: bool | None = None) -> dict[str, np.ndarray]:
+                    weights: Sequence[float] | None = None, show_progress: bool | None = None,
+                    device: str | None = None) -> dict[str, np.ndarray]:
         """Dense, sparse, ColBERT and fused scores of (query, passage) pairs; no instructions are applied.
 
         ColBERT max-sim only looks at each passage's real tokens (see docs/compat.md, "BGE-M3").
@@ -115,15 +116,17 @@ class M3Embedder(Embedder):
             max_query_length / max_passage_length: default to query_max_length / passage_max_length.
             weights: [dense, sparse, colbert] weights of the fused modes; default [1, 1, 1].
             show_progress: progress bar; None shows one for 256 texts or more.
+            device: run on this one device (None: the target devices).
 
         Returns:
             mode -> (len(pairs),) float64 scores, for every mode of :data:`bgekit.scoring.MODES`.
         """
         weights = scoring.check_weights(weights)
         pairs = _check_pairs(pairs)
-        q_rows = self._rows_by_text([q for q, _ in pairs], batch_size, max_query_length or self.query_max_length, show_progress)
-        p_rows = self._rows_by_text([p for _, p in pairs], batch_size, max_passage_length or self.passage_max_length,
-                                    show_progress)
+        q_rows = self._rows_by_text([q for q, _ in pairs], batch_size, _given(max_query_length, self.query_max_length),
+                                    show_progress, device)
+        p_rows = self._rows_by_text([p for _, p in pairs], batch_size, _given(max_passage_length, self.passage_max_length),
+                                    show_progress, device)
         single: dict[str, list[float]] = {"dense": [], "sparse": [], "colbert": []}
         for q, p in pairs:
             a, b = q_rows[q], p_rows[p]
@@ -139,10 +142,10 @@ class M3Embedder(Embedder):
         super()._to(device)
 
     def _rows_by_text(self, texts: list[str], batch_size: int | None, max_length: int,
-                      show_progress: bool | None) -> dict[str, dict]:
+                      show_progress: bool | None, device: str | None = None) -> dict[str, dict]:
         """All three outputs of each distinct text (a text repeated across pairs is encoded once)."""
         unique = list(dict.fromkeys(texts))
-        return dict(zip(unique, self._encode_rows(unique, OUTPUTS, batch_size, max_length, None, show_progress)))
+        return dict(zip(unique, self._encode_rows(unique, OUTPUTS, batch_size, max_length, None, show_progress, device)))
 
     def _collect(self, rows: list[dict], outputs: tuple[str, ...]):
         """Per-text rows -> (dense (N, D) array, list of SparseVector, list of colbert arrays); None if not asked."""
@@ -156,13 +159,14 @@ class M3Embedder(Embedder):
         return dense, sparse, colbert
 
     def _encode_rows(self, texts: list[str], outputs: tuple[str, ...], batch_size: int | None, max_length: int,
-                     pad_to_multiple_of: int | None, show_progress: bool | None) -> list[dict]:
-        """One dict per text with the asked outputs (plus "sparse_order"), on one device or several."""
-        batch_size = check_batch_size(batch_size or self.batch_size)
-        args = (outputs, batch_size, _check_length(max_length, "max_length"), pad_to_multiple_of, show_progress)
+                     pad_to_multiple_of: int | None, show_progress: bool | None, device: str | None = None) -> list[dict]:
+        """One dict per text with the asked outputs (plus "sparse_order"), on ``device`` or the target devices."""
+        batch_size = check_batch_size(_given(batch_size, self.batch_size))
+        max_length = _check_length(max_length, "max_length", getattr(self, "max_positions", None))
+        args = (outputs, batch_size, max_length, pad_to_multiple_of, show_progress)
         if not texts:
             return []
-        devices = self.target_devices
+        devices = self.target_devices if device is None else [device]
         if len(devices) == 1 or len(texts) == 1:
             return self._rows_on_device(devices[0], texts, *args)
         n = len(devices)

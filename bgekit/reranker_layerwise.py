@@ -171,8 +171,10 @@ class EarlyExitReranker:
 
     # ------------------------------------------------------------------ the scoring loop
     def _scores(self, sentence_pairs, states: list[int], heads: list[int], batch_size, max_length, query_max_length,
-                prompt, normalize, compress_ratio, compress_layers, show_progress) -> list[list[float]]:
-        """``(len(states), N)`` scores as lists: state ``states[i]`` scored by head ``heads[i]``."""
+                prompt, normalize, compress_ratio, compress_layers, show_progress,
+                device: str | None = None) -> list[list[float]]:
+        """``(len(states), N)`` scores as lists: state ``states[i]`` scored by head ``heads[i]``; on ``device``
+        (None: the target devices)."""
         pairs = check_pairs(sentence_pairs)
         max_length = check_length(self.max_length if max_length is None else max_length, "max_length")
         qmax = query_max_length if query_max_length is not None else self.query_max_length or max_length * 3 // 4
@@ -187,14 +189,14 @@ class EarlyExitReranker:
             return [[] for _ in states]
         pairs = with_instructions(pairs, self.query_instruction_for_rerank, self.query_instruction_format,
                                   self.passage_instruction_for_rerank, self.passage_instruction_format)
-        if len(self.target_devices) > 1 and len(pairs) > 1:
+        if device is None and len(self.target_devices) > 1 and len(pairs) > 1:
             n = len(self.target_devices)
             parts = map_devices(self._score_on_device, [(pairs[i::n], settings) for i in range(n)], self.target_devices)
             out = np.empty((len(states), len(pairs)), dtype=np.float32)
             for i, part in enumerate(parts):
                 out[:, i::n] = part
         else:
-            out = self._score_on_device(self.target_devices[0], pairs, settings)
+            out = self._score_on_device(device or self.target_devices[0], pairs, settings)
         return [sigmoid(row) if normalize else row.tolist() for row in out]
 
     def _score_on_device(self, device: str, pairs: list[tuple[str, str]], settings: dict) -> np.ndarray:
@@ -206,9 +208,7 @@ class EarlyExitReranker:
         features = llm_features(self.tokenizer, pairs, settings["max_length"], settings["query_max_length"], prompt,
                                 always_bos=True)
         ratio, compress_layers = settings["compression"]
-        if self._device != device:
-            self.model.to(device)
-            self._device = device
+        self._to(device)
 
         @torch.inference_mode()
         def forward(batch):
@@ -224,6 +224,11 @@ class EarlyExitReranker:
         rows = run_sorted(features, [len(f["input_ids"]) for f in features], forward, settings["batch_size"], device,
                           desc="Scoring", show_progress=settings["show_progress"])
         return torch.stack(rows).T.numpy()  # (n, N)
+
+    def _to(self, device: str) -> None:
+        if device != self._device:
+            self.model.to(device)
+            self._device = device
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.model_name_or_path!r}, kind={self.kind.name!r}, "

@@ -9,18 +9,45 @@ Differences on purpose (see docs/compat.md):
 """
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any
 
+from bgekit.batching import check_batch_size, check_texts
+from bgekit.compat import pool as _pool
+from bgekit.compat.abstract import AbsEmbedder
 from bgekit.compat.base import native_kwargs
 from bgekit.compat.m3 import BGEM3FlagModel
-from bgekit.encoder import Embedder
+from bgekit.encoder import Embedder, _check_length
 from bgekit.registry import ICL_QUERY, INSTRUCT_QUERY, ModelSpec, resolve
 
 logger = logging.getLogger(__name__)
 
 
-class FlagModel(Embedder):
+class _OnDevice:
+    """FlagEmbedding's single-device methods over the native per-device loop."""
+
+    def encode_single_device(self, sentences, batch_size: int = 256, max_length: int = 512,
+                             convert_to_numpy: bool = True, device: str | None = None,
+                             pad_to_multiple_of: int | None = None, show_progress: bool | None = None):
+        """Encode on one device (default: the first target device), no instruction added."""
+        return self._on_device(sentences, batch_size, max_length, convert_to_numpy, device, pad_to_multiple_of,
+                               show_progress, icl=False)
+
+    def _on_device(self, sentences, batch_size, max_length, convert_to_numpy, device, pad_to_multiple_of,
+                   show_progress, icl: bool, instruction: str | None = None):
+        texts, single = check_texts(sentences, "queries" if icl else "sentences")
+        out = self._encode_on_device(device or self.target_devices[0], texts, check_batch_size(batch_size),
+                                     _check_length(max_length, "max_length"), pad_to_multiple_of, icl, show_progress,
+                                     instruction)
+        if not convert_to_numpy:
+            import torch
+
+            out = torch.from_numpy(out)
+        return out[0] if single else out
+
+
+class FlagModel(_OnDevice, Embedder, AbsEmbedder):
     """BGE v1/v1.5 and other encoder-only embedders (FlagEmbedding's ``FlagModel``)."""
 
     KIND = "encoder"
@@ -47,9 +74,10 @@ class FlagModel(Embedder):
         passage_instruction_format: str = "{}{}",
     ):
         super().__init__(model_name_or_path, spec=ModelSpec(self.KIND, pooling_method), **native_kwargs(locals()))
+        self.use_fp16, self.use_bf16 = use_fp16, use_bf16
 
 
-class FlagLLMModel(Embedder):
+class FlagLLMModel(_OnDevice, Embedder, AbsEmbedder):
     """Decoder-only embedders with last-token pooling (FlagEmbedding's ``FlagLLMModel``)."""
 
     KIND = "decoder"
@@ -78,9 +106,10 @@ class FlagLLMModel(Embedder):
         _check_last_token(pooling_method)
         super().__init__(model_name_or_path, spec=ModelSpec(self.KIND, "last_token", query_instruction_format),
                          **native_kwargs(locals()))
+        self.use_fp16, self.use_bf16 = use_fp16, use_bf16
 
 
-class FlagICLModel(Embedder):
+class FlagICLModel(_OnDevice, Embedder, AbsEmbedder):
     """In-context-learning embedders such as bge-en-icl (FlagEmbedding's ``FlagICLModel``)."""
 
     KIND = "icl"
@@ -114,6 +143,25 @@ class FlagICLModel(Embedder):
         super().__init__(model_name_or_path, spec=spec, examples=examples_for_task,
                          examples_instruction_format=examples_instruction_format, icl_suffix=suffix,
                          **native_kwargs(locals()))
+        self.use_fp16, self.use_bf16 = use_fp16, use_bf16
+        self.query_pool = None
+
+    def set_examples(self, examples_for_task: list[dict] | None = None) -> None:
+        """Set the few-shot examples (None keeps the current ones) and rebuild the query prefix."""
+        super().set_examples(examples_for_task)
+
+    def encode_queries_single_device(self, queries, batch_size: int = 256, max_length: int = 512,
+                                     convert_to_numpy: bool = True, device: str | None = None,
+                                     pad_to_multiple_of: int | None = None, show_progress: bool | None = None):
+        """Encode queries on one device with the few-shot prefix and the query instruction."""
+        return self._on_device(queries, batch_size, max_length, convert_to_numpy, device, pad_to_multiple_of,
+                               show_progress, icl=True, instruction=self.query_instruction_for_retrieval)
+
+    _encode_queries_multi_process_worker = staticmethod(_pool.make_worker("encode_queries_single_device"))
+
+    def stop_self_query_pool(self) -> None:
+        """Close the query pool (if any) and move the model to the CPU."""
+        _pool.release(self, "query_pool")
 
 
 def _check_last_token(pooling_method: str) -> None:
@@ -127,6 +175,7 @@ MODEL_CLASSES = {
     "encoder-only-m3": lambda: BGEM3FlagModel,
     "decoder-only-base": lambda: FlagLLMModel,
     "decoder-only-icl": lambda: FlagICLModel,
+    "decoder-only-pseudo_moe": lambda: importlib.import_module("bgekit.compat.pseudo_moe").FlagPseudoMoEModel,
 }
 _KIND_TO_CLASS = {"encoder": "encoder-only-base", "m3": "encoder-only-m3", "decoder": "decoder-only-base", "icl": "decoder-only-icl"}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from bgekit.compat.abstract import AbsReranker, passage_max_length_note
 from bgekit.reranker_layerwise import EarlyExitReranker, check_layers
 
 def _no_peft(peft_path: str | None) -> None:
@@ -15,7 +16,7 @@ def _no_peft(peft_path: str | None) -> None:
                                   "into the weights first (peft: model.merge_and_unload().save_pretrained(folder))")
 
 
-class _FlagEarlyExit(EarlyExitReranker):
+class _FlagEarlyExit(EarlyExitReranker, AbsReranker):
     """What both reference classes share: cutoff layers handled the reference's way, flat list for one layer."""
 
     def _reference_heads(self, kept: list[int], states: list[int]) -> list[int]:
@@ -39,10 +40,16 @@ class _FlagEarlyExit(EarlyExitReranker):
         return states, self._reference_heads(kept, states)
 
     def _compute(self, sentence_pairs, cutoff_layers, batch_size, query_max_length, max_length, prompt, normalize,
-                 compress_ratio=None, compress_layers=None):
+                 compress_ratio=None, compress_layers=None, device=None, instructions=True):
         states, heads = self._reference_states(self.cutoff_layers if cutoff_layers is None else cutoff_layers)
-        rows = self._scores(sentence_pairs, states, heads, batch_size, max_length, query_max_length, prompt, normalize,
-                            compress_ratio, compress_layers, None)
+        saved = self.query_instruction_for_rerank, self.passage_instruction_for_rerank
+        if not instructions:  # compute_score_single_gpu: the pairs come with their instructions
+            self.query_instruction_for_rerank = self.passage_instruction_for_rerank = None
+        try:
+            rows = self._scores(sentence_pairs, states, heads, batch_size, max_length, query_max_length, prompt,
+                                normalize, compress_ratio, compress_layers, None, device)
+        finally:
+            self.query_instruction_for_rerank, self.passage_instruction_for_rerank = saved
         if not rows[0]:
             return []
         return rows[0] if len(rows) == 1 else rows
@@ -69,8 +76,10 @@ class LayerWiseFlagLLMReranker(_FlagEarlyExit):
                  query_instruction_format: str = "{}{}", passage_instruction_for_rerank: str | None = "B: ",
                  passage_instruction_format: str = "{}{}", cache_dir: str | None = None, trust_remote_code: bool = False,
                  devices: Any = None, cutoff_layers: Any = None, prompt: str | None = None, batch_size: int = 128,
-                 query_max_length: int | None = None, max_length: int = 512, normalize: bool = False):
+                 query_max_length: int | None = None, max_length: int = 512, normalize: bool = False,
+                 passage_max_length: int | None = None):
         _no_peft(peft_path)
+        passage_max_length_note(passage_max_length)
         if not use_fp16 and not use_bf16:
             warnings.warn("use_fp16 and use_bf16 are both False; like FlagEmbedding, use_fp16 is set to True "
                           "(on CPU the model still runs in fp32)", UserWarning, stacklevel=2)
@@ -101,6 +110,15 @@ class LayerWiseFlagLLMReranker(_FlagEarlyExit):
         """
         return self._compute(sentence_pairs, cutoff_layers, batch_size, query_max_length, max_length, prompt, normalize)
 
+    def compute_score_single_gpu(self, sentence_pairs, batch_size: int | None = None,
+                                 query_max_length: int | None = None, max_length: int | None = None,
+                                 cutoff_layers: Any = None, prompt: str | None = None, normalize: bool | None = None,
+                                 use_dataloader: bool = False, num_workers: int | None = None,
+                                 device: str | None = None):
+        """:meth:`compute_score` on one device (default: the first target device); pairs used as given."""
+        return self._compute(sentence_pairs, cutoff_layers, batch_size, query_max_length, max_length, prompt, normalize,
+                             device=device or self.target_devices[0], instructions=False)
+
 
 class LightWeightFlagLLMReranker(_FlagEarlyExit):
     """bge-reranker-v2.5-gemma2-lightweight with FlagEmbedding 1.4.2's ``LightWeightFlagLLMReranker`` interface.
@@ -118,8 +136,9 @@ class LightWeightFlagLLMReranker(_FlagEarlyExit):
                  passage_instruction_format: str = "{}{}", cache_dir: str | None = None, trust_remote_code: bool = False,
                  devices: Any = None, cutoff_layers: Any = None, compress_layers: Any = (8,), compress_ratio: int = 1,
                  prompt: str | None = None, batch_size: int = 128, query_max_length: int | None = None,
-                 max_length: int = 512, normalize: bool = False):
+                 max_length: int = 512, normalize: bool = False, passage_max_length: int | None = None):
         _no_peft(peft_path)
+        passage_max_length_note(passage_max_length)
         super().__init__(model_name_or_path, devices=devices, use_fp16=use_fp16, use_bf16=use_bf16,
                          query_instruction=query_instruction_for_rerank, query_instruction_format=query_instruction_format,
                          passage_instruction=passage_instruction_for_rerank,
@@ -152,3 +171,15 @@ class LightWeightFlagLLMReranker(_FlagEarlyExit):
             compress_layers = compress_layer
         return self._compute(sentence_pairs, cutoff_layers, batch_size, query_max_length, max_length, prompt, normalize,
                              compress_ratio, compress_layers)
+
+    def compute_score_single_gpu(self, sentence_pairs, batch_size: int | None = None,
+                                 query_max_length: int | None = None, max_length: int | None = None,
+                                 cutoff_layers: Any = None, compress_layer: Any = None, compress_layers: Any = None,
+                                 compress_ratio: int | None = None, prompt: str | None = None,
+                                 normalize: bool | None = None, device: str | None = None):
+        """:meth:`compute_score` on one device (default: the first target device); pairs used as given."""
+        if compress_layer is not None:
+            warnings.warn("compress_layer is deprecated; use compress_layers", DeprecationWarning, stacklevel=2)
+            compress_layers = compress_layer
+        return self._compute(sentence_pairs, cutoff_layers, batch_size, query_max_length, max_length, prompt, normalize,
+                             compress_ratio, compress_layers, device or self.target_devices[0], instructions=False)

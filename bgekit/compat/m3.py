@@ -9,15 +9,18 @@ from typing import Any, Sequence
 import numpy as np
 
 from bgekit import scoring
-from bgekit.batching import check_texts
+from bgekit.batching import check_batch_size, check_texts
+from bgekit.compat import pool as _pool
+from bgekit.compat.abstract import AbsEmbedder
 from bgekit.compat.base import native_kwargs
+from bgekit.encoder import _check_length
 from bgekit.m3 import M3Embedder, _check_outputs
 from bgekit.prompts import apply_instruction
 from bgekit.registry import ModelSpec
 from bgekit.types import SparseVector
 
 
-class BGEM3FlagModel(M3Embedder):
+class BGEM3FlagModel(M3Embedder, AbsEmbedder):
     """FlagEmbedding's ``BGEM3FlagModel``: same signature, defaults and outputs (differences: docs/compat.md).
 
     ``encode*`` return ``{"dense_vecs", "lexical_weights", "colbert_vecs"}`` with None for outputs not asked
@@ -60,6 +63,7 @@ class BGEM3FlagModel(M3Embedder):
         super().__init__(model_name_or_path, colbert_dim=colbert_dim, spec=ModelSpec(self.KIND, pooling_method),
                          **native_kwargs(locals()))
         self.return_dense, self.return_sparse, self.return_colbert_vecs = return_dense, return_sparse, return_colbert_vecs
+        self.use_fp16, self.use_bf16 = use_fp16, use_bf16
 
     def encode_queries(self, queries, batch_size: int | None = None, max_length: int | None = None,
                        return_dense: bool | None = None, return_sparse: bool | None = None,
@@ -99,14 +103,28 @@ class BGEM3FlagModel(M3Embedder):
             ``{"dense_vecs": (N, D) array, "lexical_weights": [{str(id): weight}], "colbert_vecs": [(n_i, C) array]}``;
             None for outputs not asked for. A string input gives a (D,) vector, one dict and one 2-D array.
         """
-        flags = {"dense": return_dense, "sparse": return_sparse, "colbert": return_colbert_vecs}
-        defaults = {"dense": self.return_dense, "sparse": self.return_sparse, "colbert": self.return_colbert_vecs}
-        outputs = _check_outputs([k for k, v in flags.items() if (defaults[k] if v is None else v)])
         texts, single = check_texts(sentences)
         if instruction is not None:
             texts = [apply_instruction(instruction_format or "{}{}", instruction, t) for t in texts]
-        rows = self._encode_rows(texts, outputs, batch_size, max_length or self.passage_max_length,
-                                 pad_to_multiple_of, show_progress)
+        return self._reference_outputs(texts, single, (return_dense, return_sparse, return_colbert_vecs), batch_size,
+                                       max_length or self.passage_max_length, pad_to_multiple_of, show_progress, None)
+
+    def encode_single_device(self, sentences, batch_size: int = 256, max_length: int = 512, return_dense: bool = True,
+                             return_sparse: bool = False, return_colbert_vecs: bool = False, device: str | None = None,
+                             pad_to_multiple_of: int | None = None, show_progress: bool | None = None) -> dict:
+        """:meth:`encode` on one device (default: the first target device), no instruction added."""
+        texts, single = check_texts(sentences)
+        return self._reference_outputs(texts, single, (return_dense, return_sparse, return_colbert_vecs),
+                                       check_batch_size(batch_size), _check_length(max_length, "max_length"),
+                                       pad_to_multiple_of, show_progress, device or self.target_devices[0])
+
+    def _reference_outputs(self, texts, single, flags, batch_size, max_length, pad_to_multiple_of, show_progress,
+                           device) -> dict:
+        """The reference's output dict for ``texts`` (``flags``: return_dense, return_sparse, return_colbert_vecs)."""
+        defaults = (self.return_dense, self.return_sparse, self.return_colbert_vecs)
+        outputs = _check_outputs([k for k, v, d in zip(("dense", "sparse", "colbert"), flags, defaults)
+                                  if (d if v is None else v)])
+        rows = self._encode_rows(texts, outputs, batch_size, max_length, pad_to_multiple_of, show_progress, device)
         dense, sparse, colbert = self._collect(rows, outputs)
         if sparse is not None:
             sparse = [_reference_dict(r["sparse"], r["sparse_order"]) for r in rows]
@@ -123,12 +141,45 @@ class BGEM3FlagModel(M3Embedder):
         Returns:
             mode -> list of floats; a single ``[query, passage]`` pair gives mode -> float.
         """
+        return self.compute_score_single_device(sentence_pairs, batch_size, max_query_length, max_passage_length,
+                                                weights_for_different_modes, None, show_progress)
+
+    def compute_score_single_device(self, sentence_pairs, batch_size: int | None = None,
+                                    max_query_length: int | None = None, max_passage_length: int | None = None,
+                                    weights_for_different_modes: Sequence[float] | None = None,
+                                    device: str | None = None, show_progress: bool | None = None) -> dict:
+        """:meth:`compute_score` on one device (None: the target devices)."""
         single = _is_single_pair(sentence_pairs)
         scores = self.score_pairs([sentence_pairs] if single else sentence_pairs, batch_size, max_query_length,
-                                  max_passage_length, weights_for_different_modes, show_progress)
+                                  max_passage_length, weights_for_different_modes, show_progress, device)
         if single:
             return {mode: float(v[0]) for mode, v in scores.items()}
         return {mode: v.tolist() for mode, v in scores.items()}
+
+    _compute_score_multi_process_worker = staticmethod(_pool.make_worker("compute_score_single_device"))
+
+    def compute_score_multi_process(self, sentence_pairs, pool, **kwargs: Any) -> dict:
+        """Scores of ``sentence_pairs`` split into one chunk per device of ``pool`` (mode -> list, in order)."""
+        parts = _pool.run_chunks(self, sentence_pairs, pool, kwargs, method="compute_score_single_device")
+        return self._concatenate_compute_score_results_from_multi_process(parts)
+
+    def _concatenate_results_from_multi_process(self, results_list: list) -> dict:
+        """Per-device ``encode`` dicts -> one dict (None stays None)."""
+        merged: dict = {}
+        for key in ("dense_vecs", "lexical_weights", "colbert_vecs"):
+            parts = [r[key] for r in results_list]
+            if not parts or any(p is None for p in parts):
+                merged[key] = None
+            elif key == "dense_vecs":
+                merged[key] = np.concatenate(parts, axis=0)
+            else:
+                merged[key] = [x for p in parts for x in p]
+        return merged
+
+    @staticmethod
+    def _concatenate_compute_score_results_from_multi_process(results_list: list) -> dict:
+        """Per-device ``compute_score`` dicts -> one dict of lists."""
+        return {mode: [x for r in results_list for x in r[mode]] for mode in scoring.MODES}
 
     def compute_lexical_matching_score(self, lexical_weights_1, lexical_weights_2):
         """Lexical match of two weight dicts (a float), or of every pair from two lists (a float64 matrix)."""

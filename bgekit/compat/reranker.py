@@ -17,11 +17,33 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from bgekit.batching import check_batch_size
+from bgekit.compat.abstract import AbsReranker, passage_max_length_note
 from bgekit.registry import LLM_PASSAGE_INSTRUCTION, LLM_QUERY_INSTRUCTION, ModelSpec, resolve_reranker
-from bgekit.reranker import Reranker
+from bgekit.reranker import Reranker, check_length, check_normalize, check_pairs, sigmoid
 
 
-class FlagReranker(Reranker):
+class _OnDevice:
+    """FlagEmbedding's ``compute_score_single_gpu`` over the native per-device loop."""
+
+    def _single_gpu(self, sentence_pairs, batch_size, query_max_length, max_length, normalize, device,
+                    prompt=None) -> list[float]:
+        """Scores of pairs given as they are (no instruction added) on one device."""
+        pairs = check_pairs(sentence_pairs)
+        max_length = check_length(self.max_length if max_length is None else max_length, "max_length")
+        if query_max_length is None:
+            query_max_length = self.query_max_length or max(1, max_length * 3 // 4)
+        normalize = self.normalize if normalize is None else check_normalize(normalize)
+        if not pairs:
+            return []
+        scores = self._score_on_device(device or self.target_devices[0], pairs,
+                                       check_batch_size(self.batch_size if batch_size is None else batch_size),
+                                       max_length, check_length(query_max_length, "query_max_length"),
+                                       self.prompt if prompt is None else prompt, None)
+        return sigmoid(scores) if normalize else scores.tolist()
+
+
+class FlagReranker(_OnDevice, Reranker, AbsReranker):
     """Encoder cross-encoders such as bge-reranker-v2-m3 (FlagEmbedding's ``FlagReranker``).
 
     Example:
@@ -46,7 +68,9 @@ class FlagReranker(Reranker):
         max_length: int = 512,
         normalize: bool = False,
         use_bf16: bool = False,
+        passage_max_length: int | None = None,
     ):
+        passage_max_length_note(passage_max_length)
         super().__init__(
             model_name_or_path,
             spec=ModelSpec("cross-encoder", trust_remote_code=trust_remote_code),
@@ -63,6 +87,7 @@ class FlagReranker(Reranker):
             normalize=normalize,
             cache_dir=cache_dir,
         )
+        self.use_fp16, self.use_bf16 = use_fp16, use_bf16
 
     def compute_score(self, sentence_pairs, batch_size: int | None = None, query_max_length: int | None = None,
                       max_length: int | None = None, normalize: bool | None = None) -> list[float]:
@@ -75,8 +100,14 @@ class FlagReranker(Reranker):
         return self.score(sentence_pairs, batch_size=batch_size, max_length=max_length,
                           query_max_length=query_max_length, normalize=normalize)
 
+    def compute_score_single_gpu(self, sentence_pairs, batch_size: int | None = None,
+                                 query_max_length: int | None = None, max_length: int | None = None,
+                                 normalize: bool | None = None, device: str | None = None) -> list[float]:
+        """Scores on one device (default: the first target device); the pairs are used as given (no instruction)."""
+        return self._single_gpu(sentence_pairs, batch_size, query_max_length, max_length, normalize, device)
 
-class FlagLLMReranker(Reranker):
+
+class FlagLLMReranker(_OnDevice, Reranker, AbsReranker):
     """Decoder-only "Yes"-logit rerankers such as bge-reranker-v2-gemma (FlagEmbedding's ``FlagLLMReranker``).
 
     Example:
@@ -102,7 +133,9 @@ class FlagLLMReranker(Reranker):
         query_max_length: int | None = None,
         max_length: int = 512,
         normalize: bool = False,
+        passage_max_length: int | None = None,
     ):
+        passage_max_length_note(passage_max_length)
         super().__init__(
             model_name_or_path,
             spec=ModelSpec("llm", trust_remote_code=trust_remote_code),
@@ -121,6 +154,7 @@ class FlagLLMReranker(Reranker):
             peft_path=peft_path,
             cache_dir=cache_dir,
         )
+        self.use_fp16, self.use_bf16 = use_fp16, use_bf16
 
     def compute_score(self, sentence_pairs, batch_size: int | None = None, query_max_length: int | None = None,
                       max_length: int | None = None, prompt: str | None = None, normalize: bool | None = None,
@@ -134,6 +168,14 @@ class FlagLLMReranker(Reranker):
         """
         return self.score(sentence_pairs, batch_size=batch_size, max_length=max_length,
                           query_max_length=query_max_length, normalize=normalize, prompt=prompt)
+
+    def compute_score_single_gpu(self, sentence_pairs, batch_size: int | None = None,
+                                 query_max_length: int | None = None, max_length: int | None = None,
+                                 prompt: str | None = None, normalize: bool | None = None,
+                                 use_dataloader: bool = False, num_workers: int | None = None,
+                                 device: str | None = None) -> list[float]:
+        """Scores on one device (default: the first target device); the pairs are used as given (no instruction)."""
+        return self._single_gpu(sentence_pairs, batch_size, query_max_length, max_length, normalize, device, prompt)
 
 
 def _layerwise_class(name: str):
