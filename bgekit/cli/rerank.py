@@ -123,7 +123,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-q", "--query", default=None, help="one query for all passages of INPUT")
     p.add_argument("-o", "--output", default=None, help="write results as jsonl here (default: print a table)")
     p.add_argument("--field", default="text", help="with --query and a .jsonl input: the passage field (default: text)")
-    p.add_argument("--model", default=DEFAULT_RERANKER, help=f"reranker name or folder (default: {DEFAULT_RERANKER})")
+    # Required: no reranker ships with bgekit, so a default would be a hub download that fails offline.
+    p.add_argument("--model", required=True, help=f"reranker name or folder, e.g. {DEFAULT_RERANKER} (a hub download) "
+                   "or a local folder; required, as no reranker ships with bgekit")
     p.add_argument("--top-k", type=int, default=None, help="keep this many passages per query (default: all)")
     p.add_argument("--normalize", action="store_true", help="sigmoid scores to 0..1")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table (without -o)")

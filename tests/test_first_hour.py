@@ -1,4 +1,4 @@
-"""What a newcomer's first training commands need: FlagEmbedding's example-data root as one --train_data folder
+"""What a newcomer's first hour needs: `bgekit rerank` names its missing --model; FlagEmbedding's example-data root as one --train_data folder
 (searched recursively) and --bf16 on a machine without a GPU (no --use_cpu needed)."""
 import json
 import os
@@ -78,3 +78,12 @@ def test_cli_reranker_bf16_on_cpu_from_the_example_root(tmp_path, capsys):
     assert "saved the trained" in capsys.readouterr().out
     scores = FlagAutoReranker.from_finetuned(str(out), devices="cpu").compute_score([["q", "p"], ["q", "other"]])
     assert len(scores) == 2 and all(s == s for s in scores)           # finite, not NaN
+
+
+def test_rerank_without_model_is_a_clear_usage_error_before_any_download(tmp_path, capsys):
+    passages = tmp_path / "docs.txt"
+    passages.write_text("a bear\na car\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["rerank", str(passages), "--query", "what is panda?"])
+    assert exit_info.value.code == 2
+    assert "the following arguments are required: --model" in capsys.readouterr().err
