@@ -9,6 +9,8 @@ import logging
 import os
 from typing import Any
 
+from bgekit.errors import DeviceError, ModelError
+
 logger = logging.getLogger(__name__)
 
 DTYPES = ("fp32", "fp16", "bf16")
@@ -30,13 +32,49 @@ def resolve_devices(devices: Any = None) -> list[str]:
     if isinstance(devices, (str, int)):
         devices = [devices]
     if not isinstance(devices, (list, tuple)) or not devices:
-        raise ValueError(f"devices must be a string, an int or a non-empty list of them, got {devices!r}")
+        raise DeviceError(f"devices must be a string, an int or a non-empty list of them, got {devices!r}")
     out = []
     for i, d in enumerate(devices):
         if isinstance(d, bool) or not isinstance(d, (str, int)):
-            raise ValueError(f"devices[{i}] must be a string like 'cuda:0' or an int, got {d!r}")
-        out.append(f"cuda:{d}" if isinstance(d, int) else d)
+            raise DeviceError(f"devices[{i}] must be a string like 'cuda:0' or an int, got {d!r}")
+        out.append(check_device(f"cuda:{d}" if isinstance(d, int) else d.strip()))
     return out
+
+
+def available_devices() -> list[str]:
+    """The devices this machine has: "cpu", then "cuda:N" for each visible GPU, then "mps" / "xpu:N"."""
+    import torch
+
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        found.append("mps")
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available():
+        found += [f"xpu:{i}" for i in range(xpu.device_count())]
+    return found
+
+
+def check_device(device: str) -> str:
+    """``device`` unchanged when this machine has it, else DeviceError naming what is available.
+
+    "cuda" / "xpu" without an index mean the first one (as in torch).
+    """
+    import torch
+
+    available = available_devices()
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        parsed = None
+    if parsed is not None:
+        name = parsed.type if parsed.index is None else f"{parsed.type}:{parsed.index}"
+        first = f"{parsed.type}:0" if parsed.index is None and parsed.type in ("cuda", "xpu") else name
+        if parsed.type == "cpu" or name in available or first in available or (parsed.type == "mps" and "mps" in available):
+            return device
+    raise DeviceError(f"device {device!r} (devices / --device) is not available on this machine; "
+                      f"available: {', '.join(available)}")
 
 
 def resolve_dtype(device: str, use_fp16: bool = False, use_bf16: bool = False, dtype: str | None = None) -> "Any":
@@ -128,12 +166,69 @@ def load_tokenizer(path: str, trust_remote_code: bool = False, **kwargs: Any):
 
 
 def load_model(path: str, dtype: Any, trust_remote_code: bool = False, auto_class: str = "AutoModel"):
-    """Load weights with ``transformers.<auto_class>`` in ``dtype``, in eval mode."""
+    """Load weights with ``transformers.<auto_class>`` in ``dtype``, in eval mode.
+
+    Raises:
+        ModelError: a weights file that is truncated or not a weights file (the file named).
+    """
     import transformers
 
     cls = getattr(transformers, auto_class)
-    model = cls.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+    try:
+        model = cls.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+    except Exception as e:  # noqa: BLE001 - a broken weights file is re-raised naming the file; others unchanged
+        if type(e).__name__ != "SafetensorError" and "deserializ" not in str(e) and "pickle" not in str(e).lower():
+            raise
+        files = [f for f in sorted(os.listdir(path)) if f.endswith((".safetensors", ".bin"))] if os.path.isdir(path) else []
+        where = ", ".join(os.path.join(path, f) for f in files) or path
+        raise ModelError(f"cannot read the model weights in {where}: {e} (the file is truncated or not a weights "
+                         "file; download it again)") from e
     return model.eval()
+
+
+# model_type -> rows of the position table that are not positions (RoBERTa-family tables start after the pad)
+_POSITION_OFFSETS = {"bert": 0, "distilbert": 0, "electra": 0, "xlm-roberta": 2, "roberta": 2, "camembert": 2,
+                     "mpnet": 2, "nomic_bert": 0}
+
+
+def read_config(folder: str) -> dict:
+    """The model folder's config.json as a dict; ModelError naming the file and line when it is malformed."""
+    import json
+
+    path = os.path.join(folder, "config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{path}:{e.lineno}: the model's config.json is not valid JSON ({e.msg})") from None
+    except (UnicodeDecodeError, IsADirectoryError) as e:
+        raise ModelError(f"{path}: the model's config.json cannot be read ({e})") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{path}: the model's config.json must hold a JSON object, got {type(config).__name__}")
+    return config
+
+
+def position_limit(config: dict) -> int | None:
+    """Tokens a model with a learned absolute position table can take (None: no fixed limit known)."""
+    offset = _POSITION_OFFSETS.get(config.get("model_type", ""))
+    limit = config.get("max_position_embeddings")
+    if offset is None or not isinstance(limit, int):
+        return None
+    return limit - offset
+
+
+def check_length(value: Any, name: str, limit: int | None = None) -> int:
+    """``value`` when it is a positive int within the model's position ``limit``; else a clear error."""
+    from bgekit.errors import ModelMismatch, UsageError
+
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"{name} must be a positive integer, got {value!r}")
+    if limit is not None and value > limit:
+        raise ModelMismatch(f"{name}={value} is beyond the model's position limit of {limit} tokens "
+                            f"(max_position_embeddings in its config.json); use at most {limit}")
+    return value
 
 
 def is_oom(error: BaseException) -> bool:

@@ -77,8 +77,10 @@ class Reranker:
         cache_dir: str | None = None,
     ):
         self.model_name_or_path = model_name_or_path
+        self.target_devices = backends.resolve_devices(devices)  # before any download: a missing device fails fast
         self.path = backends.locate(model_name_or_path, cache_dir)
         self.spec = spec if spec is not None else resolve_reranker(model_name_or_path, folder=self.path)
+        self.max_positions = backends.position_limit(backends.read_config(self.path))
         if self.spec.kind not in AUTO_CLASSES:
             raise ValueError(f"{model_name_or_path!r} is a {self.spec.kind} reranker; load it with FlagAutoReranker or "
                              f"bgekit.reranker_layerwise (Reranker runs kinds: {', '.join(AUTO_CLASSES)})")
@@ -90,9 +92,10 @@ class Reranker:
         if prompt is not None and self.kind != "llm":
             raise ValueError("prompt applies to LLM rerankers only")
         self.prompt = prompt
-        self.target_devices = backends.resolve_devices(devices)
         self.batch_size = check_batch_size(batch_size)
-        self.max_length = check_length(max_length or self.spec.max_length or 512, "max_length")
+        default_length = min(self.spec.max_length or 512, self.max_positions or 512)
+        self.max_length = backends.check_length(default_length if max_length is None else max_length, "max_length",
+                                                self.max_positions)
         query_max_length = query_max_length if query_max_length is not None else self.spec.extra.get("query_max_length")
         self.query_max_length = None if query_max_length is None else check_length(query_max_length, "query_max_length")
         self.normalize = check_normalize(normalize)
@@ -125,7 +128,8 @@ class Reranker:
         if prompt is not None and self.kind != "llm":
             raise ValueError("prompt applies to LLM rerankers only")
         batch_size = check_batch_size(self.batch_size if batch_size is None else batch_size)
-        max_length = check_length(self.max_length if max_length is None else max_length, "max_length")
+        max_length = backends.check_length(self.max_length if max_length is None else max_length, "max_length",
+                                           getattr(self, "max_positions", None))
         if query_max_length is None:
             query_max_length = self.query_max_length or max(1, max_length * 3 // 4)
         query_max_length = check_length(query_max_length, "query_max_length")

