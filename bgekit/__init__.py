@@ -26,6 +26,11 @@ _LAZY = {
     "BGEM3FlagModel": "bgekit.compat.m3",
     "FlagLLMModel": "bgekit.compat.embedder",
     "FlagICLModel": "bgekit.compat.embedder",
+    "FlagPseudoMoEModel": "bgekit.compat.pseudo_moe",
+    "AbsEmbedder": "bgekit.compat.abstract",
+    "AbsReranker": "bgekit.compat.abstract",
+    "EmbedderModelClass": "bgekit.compat.model_mapping",
+    "RerankerModelClass": "bgekit.compat.model_mapping",
     # rerankers
     "Reranker": "bgekit.reranker",
     "FlagReranker": "bgekit.compat.reranker",

@@ -59,8 +59,7 @@ class FlagPseudoMoEModel(FlagLLMModel):
                          passage_instruction_format=passage_instruction_format)
         self.domain_for_pseudo_moe = domain_for_pseudo_moe
         self._has_set_domain = callable(getattr(self.model, "set_domain", None))
-        params = inspect.signature(self.model.forward).parameters.values()
-        self._forward_takes_domain = any(p.name == "domain" or p.kind is p.VAR_KEYWORD for p in params)
+        self._forward_takes_domain = _takes_domain(self.model)
         self._in_call = False
         self._route(domain_for_pseudo_moe)
 
@@ -109,3 +108,11 @@ class FlagPseudoMoEModel(FlagLLMModel):
                              domain: str | None = None, **kwargs: Any):
         """:meth:`FlagLLMModel.encode_single_device` with this call's domain."""
         return self._routed(domain_for_pseudo_moe, domain, super().encode_single_device, sentences, *args, **kwargs)
+
+
+def _takes_domain(model: Any) -> bool:
+    """Whether ``model.forward`` takes ``domain``: a named parameter, or ``**kwargs`` of a remote-code model
+    (transformers' own models take ``**kwargs`` for attention options and would ignore a domain)."""
+    params = inspect.signature(model.forward).parameters.values()
+    remote = type(model).__module__.startswith("transformers_modules")
+    return any(p.name == "domain" or (remote and p.kind is p.VAR_KEYWORD) for p in params)
