@@ -123,21 +123,35 @@ def test_search_route_equals_the_searcher(client, searcher):
 
 
 @pytest.mark.parametrize("route, body, status, param", [
+    # OpenAI- and Cohere-shaped routes answer 400 for every invalid request, as those APIs do
     ("/v1/embeddings", {"input": []}, 400, "input"),
-    ("/v1/embeddings", {"input": ["ok", 3]}, 422, "input[1]"),
-    ("/v1/embeddings", {"input": 5}, 422, "input"),
+    ("/v1/embeddings", {"input": ["ok", 3]}, 400, "input[1]"),
+    ("/v1/embeddings", {"input": 5}, 400, "input"),
+    ("/v1/embeddings", {"input": [["a", "b"]]}, 400, "input[0]"),
+    ("/v1/embeddings", {"input": ["ok", [1, 2]]}, 400, "input"),
+    ("/v1/embeddings", {"input": [5, 10 ** 9]}, 400, "input[1]"),
     ("/v1/embeddings", {"input": "x", "model": "gpt-4"}, 404, "model"),
     ("/v1/embeddings", {"input": "x", "encoding_format": "hex"}, 400, "encoding_format"),
     ("/v1/embeddings", {"input": "x", "dimensions": 0}, 400, "dimensions"),
-    ("/v1/embeddings", {"input": ["x"] * 9}, 413, "input"),
-    ("/v1/embeddings", {"input": ["ok", "word " * 100]}, 413, "input[1]"),
-    ("/embed", {"inputs": "x", "normalize": "yes"}, 422, "normalize"),
-    ("/embed", {"inputs": "x", "truncation_direction": "Left"}, 422, "truncation_direction"),
-    ("/rerank", {"texts": ["a"]}, 422, "query"),
+    ("/v1/embeddings", {"input": ["x"] * 9}, 400, "input"),
+    ("/v1/embeddings", {"input": ["ok", "word " * 100], "truncate": False}, 400, "input[1]"),
     ("/v1/rerank", {"query": "q", "documents": ["a"], "model": "other"}, 404, "model"),
-    ("/v1/rerank", {"query": "q", "documents": [{"txt": "a"}]}, 422, "documents[0]"),
+    ("/v1/rerank", {"query": "q", "documents": [{"txt": "a"}]}, 400, "documents[0]"),
     ("/v1/rerank", {"query": "q", "documents": []}, 400, "documents"),
-    ("/search", {"query": 3}, 422, "query"),
+    ("/v2/rerank", {"query": "q", "documents": ["a"], "max_tokens_per_doc": 0}, 400, "max_tokens_per_doc"),
+    ("/v2/embed", {"texts": ["a"], "embedding_types": ["int8"]}, 400, "embedding_types[0]"),
+    ("/v2/embed", {"texts": ["a", "word " * 100], "truncate": "NONE"}, 400, "texts[1]"),
+    # TEI's routes keep TEI's statuses: 422 invalid, 413 too many or too long
+    ("/embed", {"inputs": "x", "normalize": "yes"}, 422, "normalize"),
+    ("/embed", {"inputs": "x", "truncation_direction": "Up"}, 422, "truncation_direction"),
+    ("/embed", {"inputs": ["x"] * 9}, 413, "inputs"),
+    ("/embed", {"inputs": ["ok", "word " * 100]}, 413, "inputs[1]"),
+    ("/embed", {"inputs": [["a"]]}, 422, "inputs[0]"),
+    ("/rerank", {"texts": ["a"]}, 422, "query"),
+    ("/predict", {"inputs": "just one text"}, 422, "inputs"),
+    ("/decode", {"ids": ["a"]}, 422, "ids"),
+    ("/similarity", {"inputs": {"source_sentence": "a"}}, 422, "inputs.sentences"),
+    ("/search", {"query": 3}, 400, "query"),
     ("/search", {"query": "q", "weights": {"dense": "high"}}, 400, "weights"),
     ("/search", {"query": "q", "top_k": 0}, 400, "top_k"),
     ("/search", {"query": "q", "mode": "bm25"}, 400, "mode"),
@@ -149,7 +163,7 @@ def test_bad_input_is_a_4xx_naming_the_field(client, route, body, status, param)
     assert r.status_code == status, r.text
     err = error_of(r)
     assert param in err["message"] and err["message"]
-    if route in ("/embed", "/rerank"):
+    if route in ("/embed", "/rerank", "/predict", "/decode", "/similarity"):
         assert set(r.json()) == {"error", "error_type"}  # TEI's shape
     else:
         assert r.json()["error"]["param"] == param and r.json()["error"]["type"]

@@ -6,7 +6,10 @@ A batch starts when the budget is reached, when the oldest request has waited ``
 the model is free again (requests that arrive while it runs form the next batch). The queue is bounded in
 inputs: a request that does not fit raises :class:`QueueFull` (the server answers 503 with Retry-After).
 
-Model calls run one at a time on a single worker thread, so the event loop never blocks on the model.
+Model calls run on ``workers`` model threads (one by default), so the event loop never blocks on the model. A
+request larger than the token budget is split into several jobs, so one large request never becomes one huge
+model call and can share the workers with others. A request whose caller went away (its awaiting task was
+cancelled, as the server does when the client disconnects) leaves the queue at once.
 
 Example:
     >>> import asyncio
@@ -34,7 +37,7 @@ class QueueFull(Exception):
         self.retry_after = retry_after
 
 
-@dataclass
+@dataclass(eq=False)
 class _Job:
     key: Hashable
     items: list
@@ -52,11 +55,14 @@ class Batcher:
         max_wait_ms: the longest the oldest request waits for company while the model is idle.
         max_queue_inputs: inputs allowed to wait; beyond it :meth:`submit` raises :class:`QueueFull`.
         metrics: a :class:`Metrics` to record batch sizes, queue depth and model time (optional).
+        workers: model threads running batches concurrently (each calls ``run``; it must be thread-safe).
     """
 
     def __init__(self, run: Callable[[Hashable, list], Sequence[Any]], max_batch_tokens: int = 16384,
-                 max_wait_ms: float = 2.0, max_queue_inputs: int = 4096, metrics: "Metrics | None" = None):
-        for name, value in (("max_batch_tokens", max_batch_tokens), ("max_queue_inputs", max_queue_inputs)):
+                 max_wait_ms: float = 2.0, max_queue_inputs: int = 4096, metrics: "Metrics | None" = None,
+                 workers: int = 1):
+        for name, value in (("max_batch_tokens", max_batch_tokens), ("max_queue_inputs", max_queue_inputs),
+                            ("workers", workers)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, (int, float)) or max_wait_ms < 0:
@@ -65,9 +71,10 @@ class Batcher:
         self.max_batch_tokens, self.max_wait, self.max_queue_inputs = max_batch_tokens, max_wait_ms / 1000, max_queue_inputs
         self._pending: deque[_Job] = deque()
         self._queued = 0
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bgekit-model")
+        self.workers = workers
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bgekit-model")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
         self._wake: asyncio.Event | None = None
 
     @property
@@ -76,9 +83,11 @@ class Batcher:
 
     def _ensure_worker(self) -> None:
         loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._task is None or self._task.done():
+        if self._loop is not loop or not self._tasks or any(t.done() for t in self._tasks):
+            for task in self._tasks:
+                task.cancel()
             self._loop, self._wake = loop, asyncio.Event()
-            self._task = loop.create_task(self._worker())
+            self._tasks = [loop.create_task(self._worker()) for _ in range(self.workers)]
 
     async def submit(self, key: Hashable, items: list, tokens: Sequence[int]) -> list:
         """Queue ``items`` (with their token counts) for a model call of kind ``key``; await their results.
@@ -92,25 +101,58 @@ class Batcher:
             if self.metrics:
                 self.metrics.inc("bgekit_queue_rejected_total")
             raise QueueFull(self._queued, self.max_queue_inputs)
-        job = _Job(key, list(items), int(sum(tokens)), self._loop.create_future())
-        self._pending.append(job)
-        self._queued += len(items)
+        jobs = [self._enqueue(key, items[a:b], tokens[a:b]) for a, b in self._split(tokens)]
         self._gauge()
         self._wake.set()
-        return await job.future
+        try:
+            if len(jobs) == 1:
+                return await jobs[0].future
+            parts = await asyncio.gather(*(j.future for j in jobs))
+        except asyncio.CancelledError:  # the caller went away: its queued work goes too
+            for job in jobs:
+                job.future.cancel()
+            raise
+        return [x for part in parts for x in part]
+
+    def _split(self, tokens: Sequence[int]) -> list[tuple[int, int]]:
+        """Spans of consecutive items that fit the token budget (one item may exceed it alone)."""
+        spans, start, total = [], 0, 0
+        for i, n in enumerate(tokens):
+            if i > start and total + n > self.max_batch_tokens:
+                spans.append((start, i))
+                start, total = i, 0
+            total += n
+        return spans + [(start, len(tokens))]
+
+    def _enqueue(self, key: Hashable, items: list, tokens: Sequence[int]) -> _Job:
+        job = _Job(key, list(items), int(sum(tokens)), self._loop.create_future())
+        job.future.add_done_callback(lambda f, job=job: self._dropped(job) if f.cancelled() else None)
+        self._pending.append(job)
+        self._queued += len(job.items)
+        return job
+
+    def _dropped(self, job: _Job) -> None:
+        try:
+            self._pending.remove(job)
+        except ValueError:  # already taken by a worker (its result is discarded) or cleared
+            return
+        self._queued -= len(job.items)
+        if self.metrics:
+            self.metrics.inc("bgekit_cancelled_inputs_total", None, len(job.items))
+        self._gauge()
 
     async def close(self) -> None:
         """Stop the worker (pending requests fail) and release the model thread."""
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             try:
-                await self._task
+                await task
             except asyncio.CancelledError:
                 pass
-        for job in self._pending:
+        pending, self._pending = list(self._pending), deque()
+        for job in pending:
             if not job.future.done():
                 job.future.set_exception(RuntimeError("the server is shutting down"))
-        self._pending.clear()
         self._queued = 0
         self._executor.shutdown(wait=False)
 
@@ -127,7 +169,7 @@ class Batcher:
                 total += job.tokens
             elif not job.future.done():
                 rest.append(job)
-            else:  # the client went away
+            else:  # cancelled; its callback has not run yet
                 self._queued -= len(job.items)
         self._pending = rest
         self._queued -= sum(len(j.items) for j in batch)
@@ -141,7 +183,7 @@ class Batcher:
                 await self._wake.wait()
                 continue
             first = self._pending[0]
-            while self._waiting_tokens(first.key) < self.max_batch_tokens:
+            while first in self._pending and self._waiting_tokens(first.key) < self.max_batch_tokens:
                 remaining = first.arrived + self.max_wait - time.perf_counter()
                 if remaining <= 0:
                     break
@@ -195,6 +237,7 @@ _HELP = {
     "bgekit_requests_total": ("counter", "HTTP requests by route and status code"),
     "bgekit_inputs_total": ("counter", "texts or pairs received, by route"),
     "bgekit_queue_rejected_total": ("counter", "requests refused with 503 because the queue was full"),
+    "bgekit_cancelled_inputs_total": ("counter", "queued inputs dropped because their client went away"),
     "bgekit_queue_inputs": ("gauge", "inputs waiting in the batching queue"),
     "bgekit_request_duration_seconds": ("histogram", "request latency, by route"),
     "bgekit_model_seconds": ("histogram", "duration of one batched model call"),

@@ -1,14 +1,16 @@
-"""What the server runs: the loaded models, input limits, and the one function the model thread calls.
+"""What the server runs: the loaded models, input limits, health, and the one function model workers call.
 
-Every model call of the server goes through :meth:`Engine.run`, on the batcher's single model thread, so the
-models are never used from two threads at once. Token counting for limits uses private copies of the
-tokenizers on the event-loop thread (a fast tokenizer must not be shared across threads).
+Every model call of the server goes through :meth:`Engine.run` on one of the batcher's model threads. Each
+thread gets its own shallow copy of the embedder / reranker with a private tokenizer (a fast tokenizer must not
+be shared across threads); the torch weights are shared. Index searches take a lock, so one runs at a time.
+Token counting for limits uses private copies of the tokenizers on the event-loop thread.
 """
 from __future__ import annotations
 
 import copy
 import json
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Hashable, Sequence
 
@@ -17,6 +19,7 @@ import numpy as np
 from bgekit.serve.schemas import ApiError
 
 ROLES = {None: "text", "text": "text", "query": "query", "passage": "passage", "document": "passage"}
+PROBE = "bgekit health probe: the giant panda eats bamboo."
 
 
 @dataclass(frozen=True)
@@ -24,32 +27,43 @@ class ServeConfig:
     """Server settings.
 
     Attributes:
-        model_name / reranker_name: the names clients use in ``model`` fields (default: the loaded paths).
-        max_batch_tokens: token budget of one batched model call.
-        max_wait_ms: how long the oldest request waits for others while the model is idle.
+        model_name / reranker_name: the name the server reports for its models (default: the loaded paths).
+        served_model_names: more names clients may send in ``model`` (aliases); the model's own name, path and
+            hub name (``org/name`` with the same last part) are always accepted.
+        accept_any_model: accept any ``model`` value, as text-embeddings-inference does.
+        max_batch_tokens: token budget of one batched model call; larger requests are split into such calls.
+        max_wait_ms: how long the oldest request waits for others while a model worker is idle.
         max_queue_inputs: inputs allowed to wait; more gets 503 + Retry-After.
-        max_client_batch_size: inputs per request (texts, documents or queries); more gets 413.
-        max_input_tokens: tokens per input (default: the model's max length); longer inputs get 413 unless
-            the request (or ``truncate``) asks to truncate.
-        truncate: the default when a request does not say.
+        max_client_batch_size: inputs per request (texts, documents or queries); OpenAI accepts 2,048.
+        max_input_tokens: tokens per input (default: the model's max length).
+        truncate: TEI routes' default for ``truncate`` (TEI's ``--auto-truncate``); off: longer inputs get 413.
+        strict_length: OpenAI and Cohere routes refuse inputs longer than the limit (400) instead of truncating
+            them from the right, which is their default (the clients have no standard way to ask).
         max_body_bytes: larger request bodies get 413.
+        body_timeout_s: a request body that has not arrived in full after this long gets 408 and is dropped.
         api_key: when set, every route except ``GET /`` and ``GET /health`` needs ``Authorization: Bearer KEY``.
         max_top_k: the largest ``top_k`` / ``candidates`` a search may ask for.
         retry_after_s: the Retry-After of a 503.
+        workers: model worker threads (default 1); ``bgekit serve`` uses one single-threaded worker per core.
     """
 
     model_name: str | None = None
     reranker_name: str | None = None
+    served_model_names: tuple[str, ...] = ()
+    accept_any_model: bool = False
     max_batch_tokens: int = 16384
     max_wait_ms: float = 2.0
-    max_queue_inputs: int = 4096
-    max_client_batch_size: int = 32
+    max_queue_inputs: int = 16384
+    max_client_batch_size: int = 2048
     max_input_tokens: int | None = None
     truncate: bool = False
-    max_body_bytes: int = 4 * 1024 * 1024
+    strict_length: bool = False
+    max_body_bytes: int = 32 * 1024 * 1024
+    body_timeout_s: float = 30.0
     api_key: str | None = None
     max_top_k: int = 1000
     retry_after_s: int = 1
+    workers: int = 1
 
 
 def _names(*names: str | None) -> set[str]:
@@ -75,32 +89,50 @@ def _counting_copy(tokenizer: Any) -> Any:
     return tok
 
 
+def _replica(model: Any) -> Any:
+    """A shallow copy sharing the weights, with its own tokenizer, for one model thread."""
+    if model is None:
+        return None
+    twin = copy.copy(model)
+    twin.tokenizer = copy.deepcopy(model.tokenizer)
+    return twin
+
+
+def _check_config(cfg: ServeConfig) -> None:
+    for name in ("max_client_batch_size", "max_body_bytes", "max_top_k", "retry_after_s", "workers"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"ServeConfig.{name} must be a positive integer, got {value!r}")
+    if cfg.max_input_tokens is not None and (not isinstance(cfg.max_input_tokens, int) or cfg.max_input_tokens < 1):
+        raise ValueError(f"ServeConfig.max_input_tokens must be a positive integer, got {cfg.max_input_tokens!r}")
+    if not cfg.body_timeout_s > 0:
+        raise ValueError(f"ServeConfig.body_timeout_s must be positive, got {cfg.body_timeout_s!r}")
+
+
 class Engine:
-    """The server's models and limits. Any of them may be absent; routes that need one answer 400 without it."""
+    """The server's models, names, limits and health. Any model may be absent; routes needing one say so."""
 
     def __init__(self, embedder: Any = None, reranker: Any = None, searcher: Any = None, config: ServeConfig | None = None):
-        self.config = config or ServeConfig()
-        for name in ("max_client_batch_size", "max_body_bytes", "max_top_k", "retry_after_s"):
-            value = getattr(self.config, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ServeConfig.{name} must be a positive integer, got {value!r}")
-        if self.config.max_input_tokens is not None and self.config.max_input_tokens < 1:
-            raise ValueError(f"ServeConfig.max_input_tokens must be positive, got {self.config.max_input_tokens!r}")
+        self.config = cfg = config or ServeConfig()
+        _check_config(cfg)
         self.embedder, self.reranker, self.searcher = embedder, reranker, searcher
         if embedder is None and searcher is not None:
             self.embedder = searcher.model
         if reranker is None and searcher is not None:
             self.reranker = searcher.reranker
         e, r = self.embedder, self.reranker
-        self.model_name = self.config.model_name or (e.model_name_or_path if e is not None else None)
-        self.reranker_name = self.config.reranker_name or (r.model_name_or_path if r is not None else None)
-        self.model_names = _names(self.model_name, getattr(e, "model_name_or_path", None))
-        self.reranker_names = _names(self.reranker_name, getattr(r, "model_name_or_path", None))
+        self.model_name = cfg.model_name or (e.model_name_or_path if e is not None else None)
+        self.reranker_name = cfg.reranker_name or (r.model_name_or_path if r is not None else None)
+        aliases = tuple(cfg.served_model_names)
+        self.model_names = _names(self.model_name, getattr(e, "model_name_or_path", None), *aliases) if e else set()
+        self.reranker_names = _names(self.reranker_name, getattr(r, "model_name_or_path", None), *aliases) if r else set()
         self.tok = _counting_copy(e.tokenizer) if e is not None else None
         self.rtok = _counting_copy(r.tokenizer) if r is not None else None
-        limit = self.config.max_input_tokens
-        self.limit = limit or (e.passage_max_length if e is not None else None)
-        self.rerank_limit = limit or (r.max_length if r is not None else None)
+        self.limit = cfg.max_input_tokens or (e.passage_max_length if e is not None else None)
+        self.rerank_limit = cfg.max_input_tokens or (r.max_length if r is not None else None)
+        self.problems: dict[str, str] = {}
+        self._local = threading.local()
+        self._search_lock = threading.Lock()
 
     # ---------------------------------------------------------------- checks on the event-loop thread
     def need(self, what: str) -> Any:
@@ -108,57 +140,167 @@ class Engine:
         if obj is None:
             flag = {"embedder": "--model", "reranker": "--reranker", "index": "--index-dir"}[what]
             raise ApiError(400, f"this server has no {what} loaded; start it with {flag}", None, "not_loaded")
-        if what == "embedder" and self.tok is None:
-            raise ApiError(400, "this server has no embedder loaded; start it with --model")
         return obj
 
+    def served_names(self) -> list[str]:
+        """The names listed by ``GET /v1/models``: the configured names and aliases, embedder first."""
+        out = [n for n in (self.model_name, self.reranker_name, *self.config.served_model_names) if n]
+        return list(dict.fromkeys(out))
+
+    def accepts(self, name: str, names: set[str]) -> bool:
+        if self.config.accept_any_model or name in names:
+            return True
+        last = name.rstrip("/").rsplit("/", 1)[-1].lower()  # a hub name "org/name" of a served model
+        return "/" in name and any(n.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1].lower() == last for n in names)
+
     def check_model(self, name: Any, names: set[str], field: str = "model") -> None:
-        if name is not None and name not in names:
+        if name is not None and not self.accepts(name, names):
             raise ApiError(404, f"{field}: the model {name!r} is not served here; this server serves "
-                                f"{', '.join(sorted(names)) or 'no such model'}", field, "model_not_found")
+                                f"{', '.join(sorted(names)) or 'no such model'} (start it with --served-model-name "
+                                "to add a name, or --accept-any-model)", field, "model_not_found")
 
-    def token_counts(self, items: Sequence[str], field: str, truncate: bool | None) -> list[int]:
-        """Tokens per text (special tokens included); over the limit: truncated or a 413 naming the item."""
-        return self._limit(_count(self.tok, list(items)), self.limit, field, truncate)
+    def token_counts(self, items: Sequence, field: str, truncate: bool, status: int = 413,
+                     limit: int | None = None) -> list[int]:
+        """Tokens per input (special tokens included); over the limit: cut to it, or an error naming the item."""
+        counts = [len(x) for x in items] if items and isinstance(items[0], list) else _count(self.tok, list(items))
+        return self._limit(counts, limit or self.limit, field, truncate, status)
 
-    def pair_counts(self, query: str, items: Sequence[str], field: str, truncate: bool | None) -> list[int]:
+    def pair_counts(self, query: str, items: Sequence[str], field: str, truncate: bool, status: int = 413) -> list[int]:
         enc = self.rtok([query] * len(items), list(items), add_special_tokens=True)["input_ids"]
-        return self._limit([len(ids) for ids in enc], self.rerank_limit, field, truncate)
+        return self._limit([len(ids) for ids in enc], self.rerank_limit, field, truncate, status)
 
-    def _limit(self, counts: list[int], limit: int, field: str, truncate: bool | None) -> list[int]:
-        truncate = self.config.truncate if truncate is None else truncate
+    def _limit(self, counts: list[int], limit: int, field: str, truncate: bool, status: int) -> list[int]:
         for i, n in enumerate(counts):
             if n > limit:
                 if not truncate:
-                    raise ApiError(413, f"{field}[{i}] has {n} tokens; the limit is {limit}. Shorten it, or send "
-                                        "\"truncate\": true to cut it to the limit", f"{field}[{i}]", "input_too_long")
+                    raise ApiError(status, f"{field}[{i}] has {n} tokens; the limit is {limit}. Shorten it, or "
+                                           "send \"truncate\": true to cut it to the limit", f"{field}[{i}]",
+                                   "input_too_long")
                 counts[i] = limit
         return counts
 
-    # ---------------------------------------------------------------- the model thread
+    # ---------------------------------------------------------------- health
+    def probe(self) -> dict[str, str]:
+        """Run each model once on a tiny input (at startup); record what fails in :attr:`problems`."""
+        checks = {"embedder": lambda: self.embedder.encode([PROBE], show_progress=False),
+                  "reranker": lambda: self.reranker.score([(PROBE, PROBE)], show_progress=False)}
+        for what, check in checks.items():
+            if getattr(self, what) is not None:
+                try:
+                    check()
+                    self.problems.pop(what, None)
+                except Exception as e:  # noqa: BLE001 - reported by /health and the CLI
+                    self.problems[what] = f"the {what} cannot run: {type(e).__name__}: {e}"
+        self.check_index()
+        return dict(self.problems)
+
+    def check_index(self) -> None:
+        """Reload the index if it changed and check it still matches the model (a rebuild may change it)."""
+        if self.searcher is None:
+            return
+        from bgekit.index.model_info import IndexModelMismatch
+
+        with self._search_lock:
+            try:
+                if self.searcher.store.reload() or self.searcher._checked != self.searcher.store.generation:
+                    self.searcher._check_model()
+                self.problems.pop("index", None)
+            except (IndexModelMismatch, OSError, ValueError) as e:
+                self.problems["index"] = f"the index cannot be searched with this model: {e}"
+
+    def health(self) -> dict:
+        self.check_index()
+        store = self.searcher.store if self.searcher is not None else None
+        return {"status": "unhealthy" if self.problems else "ok", "problems": sorted(self.problems.values()),
+                "model": self.model_name, "reranker": self.reranker_name,
+                "index": None if store is None else {"path": store.path, "generation": store.generation,
+                                                     "count": store.count, "outputs": list(store.outputs),
+                                                     "rerank": self.searcher.reranker is not None}}
+
+    # ---------------------------------------------------------------- the model threads
     def run(self, key: Hashable, items: list) -> list:
         """Run one batched model call: ``key[0]`` names the operation, the rest its settings."""
-        ops = {"embed": self._embed, "sparse": self._sparse, "rerank": self._rerank, "search": self._search}
-        return ops[key[0]](key, items)
-
-    def _embed(self, key: tuple, texts: list[str]) -> list[np.ndarray]:
-        _, role, normalize = key
-        model = self.embedder
-        encode = {"query": model.encode_queries, "passage": model.encode_corpus, "text": model.encode}[role]
-        saved = model.normalize_embeddings
-        model.normalize_embeddings = normalize  # only this thread uses the model
+        ops = {"embed": self._embed, "sparse": self._sparse, "embed_all": self._embed_all, "rerank": self._rerank,
+               "search": self._search}
+        what = "reranker" if key[0] == "rerank" else "embedder"
         try:
-            out = encode(texts, max_length=self.limit, show_progress=False)
-        finally:
-            model.normalize_embeddings = saved
-        return list(np.asarray(out, dtype=np.float32))
+            out = ops[key[0]](key, items)
+        except Exception as e:
+            if key[0] != "search":
+                self.problems[what] = f"the {what} failed: {type(e).__name__}: {e}"
+            raise
+        if key[0] != "search":
+            self.problems.pop(what, None)
+        return out
+
+    def _mine(self, name: str) -> Any:
+        """This thread's replica of the embedder or reranker."""
+        twin = getattr(self._local, name, None)
+        if twin is None:
+            twin = _replica(getattr(self, name))
+            setattr(self._local, name, twin)
+        return twin
+
+    def _side(self, model: Any, direction: str):
+        model.tokenizer.truncation_side = direction.lower()
+        return model
+
+    def _embed(self, key: tuple, items: list) -> list[np.ndarray]:
+        _, role, normalize, direction, ids, limit = key
+        model = self._side(self._mine("embedder"), direction)
+        model.normalize_embeddings = normalize  # a replica: only this thread uses it
+        if ids:
+            return list(_encode_ids(model, items, limit, direction))
+        encode = {"query": model.encode_queries, "passage": model.encode_corpus, "text": model.encode}[role]
+        return list(np.asarray(encode(items, max_length=limit, show_progress=False), dtype=np.float32))
 
     def _sparse(self, key: tuple, texts: list[str]) -> list:
-        return list(self.embedder.encode_multi(texts, role=key[1], outputs=("sparse",), max_length=self.limit,
-                                               show_progress=False).sparse)
+        model = self._side(self._mine("embedder"), key[2])
+        return list(model.encode_multi(texts, role=key[1], outputs=("sparse",), max_length=self.limit,
+                                       show_progress=False).sparse)
+
+    def _embed_all(self, key: tuple, texts: list[str]) -> list[np.ndarray]:
+        model = self._side(self._mine("embedder"), key[2])
+        return _token_states(model, texts, self.limit)
 
     def _rerank(self, key: tuple, pairs: list[tuple[str, str]]) -> list[float]:
-        return list(self.reranker.score(pairs, max_length=self.rerank_limit, show_progress=False))
+        model = self._side(self._mine("reranker"), key[1])
+        return list(model.score(pairs, max_length=self.rerank_limit, show_progress=False))
 
     def _search(self, key: tuple, queries: list[str]) -> list:
-        return self.searcher.search(list(queries), **json.loads(key[1]))
+        with self._search_lock:
+            return self.searcher.search(list(queries), **json.loads(key[1]))
+
+
+def _encode_ids(model: Any, ids_list: list[list[int]], limit: int, direction: str) -> np.ndarray:
+    """Embed inputs given as token ids (used as they are, as TEI does: no instruction, no special tokens added)."""
+    import torch
+
+    if not all(hasattr(model, a) for a in ("_pad", "_pool", "_finish")):
+        raise ValueError(f"token-id inputs are not supported for {type(model).__name__}; send text")
+    cut = [ids[-limit:] if direction.lower() == "left" else ids[:limit] for ids in ids_list]
+    device = model.target_devices[0]
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(cut), model.batch_size):
+            batch = [{"input_ids": ids, "attention_mask": [1] * len(ids)} for ids in cut[start:start + model.batch_size]]
+            inputs = model._pad(batch).to(device)
+            hidden = model.model(**inputs, return_dict=True).last_hidden_state  # (B, T, H)
+            out.append(model._finish(model._pool(hidden, inputs["attention_mask"])).cpu().numpy())  # (B, D)
+    return np.concatenate(out).astype(np.float32)
+
+
+def _token_states(model: Any, texts: list[str], limit: int) -> list[np.ndarray]:
+    """TEI's /embed_all: the last hidden state of every token (special tokens included), one (T, H) per text."""
+    import torch
+
+    device = model.target_devices[0]
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), model.batch_size):
+            chunk = texts[start:start + model.batch_size]
+            inputs = model.tokenizer(chunk, truncation=True, max_length=limit, padding=True, return_tensors="pt").to(device)
+            hidden = model.model(**inputs, return_dict=True).last_hidden_state.float()  # (B, T, H)
+            lengths = inputs["attention_mask"].sum(1).tolist()
+            out += [hidden[i, :n].cpu().numpy() for i, n in enumerate(lengths)]
+    return out
