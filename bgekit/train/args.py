@@ -11,8 +11,12 @@ Differences from FlagEmbedding, on purpose:
   (``--model_class`` overrides it; ``--unified_finetuning`` makes any encoder an M3 model);
 - ``--sentence_pooling_method``, ``--query_instruction_format`` and ``--use_lora`` default to the model's
   own pooling / template, and to LoRA for decoder-only models;
-- a LoRA run always saves the merged model (loads anywhere) plus the adapter in ``adapter/``, so
-  ``--save_merged_lora_model`` changes nothing; ``--cache_path`` is unused (jsonl is read directly);
+- a LoRA run always saves the merged model (loads anywhere) plus the adapter in ``adapter/``;
+  ``--save_merged_lora_model`` also links that model into ``merged_model/`` (FlagEmbedding's place);
+  ``--cache_path`` is unused (jsonl is read directly);
+- ``--deepspeed`` and ``--fp16`` without a GPU, ``--use_flash_attn`` without CUDA and flash-attn,
+  ``--config_name`` / ``--tokenizer_name`` other than the model folder and slow tokenizers are refused with
+  the reason (see :mod:`bgekit.train.adapters` for the LoRA options);
 - ``--warmup_ratio`` and ``--overwrite_output_dir`` (gone from transformers 5) are kept for old scripts.
 """
 from __future__ import annotations
@@ -46,6 +50,22 @@ class SharedModelArguments:
     modules_to_save: list[str] | None = field(default=None, metadata={"help": "Modules trained fully beside LoRA."})
     save_merged_lora_model: bool = field(default=False, metadata={"help": "Accepted for FlagEmbedding scripts; bgekit always saves the merged model."})
     attn_implementation: str | None = field(default=None, metadata={"help": "Attention kernel while training: eager, sdpa, ... (default: transformers'; eager trains BERT-size models about 1.5x faster on CPU)."})
+    use_flash_attn: bool = field(default=False, metadata={"help": "Train with flash_attention_2 (CUDA GPU and the flash-attn package only)."})
+    from_peft: str | None = field(default=None, metadata={"help": "Continue training this LoRA adapter folder (instead of a new adapter)."})
+    peft_model_path: str = field(default="", metadata={"help": "Same as --from_peft (FlagEmbedding declares it without using it)."})
+    raw_peft: list[str] | None = field(default=None, metadata={"help": "LoRA adapter folder(s) merged into the model before training.", "nargs": "+"})
+    additional_special_tokens: list[str] | None = field(default=None, metadata={"help": "Tokens added to the tokenizer (the embeddings grow to match).", "nargs": "+"})
+    only_merge_lora_model: bool = field(default=False, metadata={"help": "Do not train: merge the LoRA adapter in output_dir into the model and save output_dir/merged_model."})
+    config_name: str | None = field(default=None, metadata={"help": "Must be the model folder itself (bgekit reads the config from it)."})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Must be the model folder itself (bgekit reads the tokenizer from it)."})
+    use_fast_tokenizer: bool = field(default=True, metadata={"help": "Must stay true: bgekit trains with the fast tokenizer."})
+    use_slow_tokenizer: bool = field(default=False, metadata={"help": "Must stay false: bgekit trains with the fast tokenizer."})
+    token: str | None = field(default=None, metadata={"help": "Hugging Face token for hub downloads (sets HF_TOKEN)."})
+
+    def __post_init__(self) -> None:
+        from bgekit.train.adapters import check_model_options
+
+        check_model_options(self)
 
 
 @dataclass
@@ -114,6 +134,12 @@ class GroupTrainingArguments(TrainingArguments):
     warmup_ratio: float | None = field(default=None, metadata={"help": "Warmup as a fraction of all steps (sets warmup_steps)."})
 
     def __post_init__(self) -> None:
+        if self.deepspeed and _no_accelerator():
+            raise ValueError(f"--deepspeed {self.deepspeed}: DeepSpeed runs on GPUs and this machine has none; drop "
+                             "--deepspeed to train on the CPU (ZeRO sharding has nothing to shard here)")
+        if (self.fp16 or self.fp16_full_eval) and _no_accelerator():
+            raise ValueError("--fp16: fp16 mixed precision needs a GPU and this machine has none; drop --fp16 "
+                             "(fp32) or pass --bf16, which runs on this CPU")
         if (self.bf16 or self.bf16_full_eval) and not self.use_cpu and _no_accelerator():
             # transformers refuses bf16 without a GPU unless told use_cpu; bf16 on CPU is real and fast here.
             self.use_cpu = True

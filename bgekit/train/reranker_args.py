@@ -14,8 +14,9 @@ Differences from FlagEmbedding, on purpose:
   ``query_max_len + passage_max_len`` (saved as the model's max length); ``--max_len`` is unused, as in
   FlagEmbedding;
 - ``--use_lora`` defaults to yes for LLM rerankers only; a LoRA run saves the merged model plus ``adapter/``;
-- ``--sub_batch_size`` works (FlagEmbedding: "not implemented yet"); ``--cache_path``, ``--use_flash_attn``,
-  ``--use_fast_tokenizer``, ``--token``, ``--config_name``, ``--tokenizer_name`` are accepted and unused.
+- ``--sub_batch_size`` works (FlagEmbedding: "not implemented yet"); ``--cache_path`` is unused (jsonl is
+  read directly); the model options shared with embedder training (``--from_peft``, ``--raw_peft``,
+  ``--use_flash_attn``, ``--token`` ...) are checked and applied as described in :mod:`bgekit.train.adapters`.
 """
 from __future__ import annotations
 
@@ -39,11 +40,6 @@ class RerankerModelArguments(SharedModelArguments):
     model_type: str | None = field(default=None, metadata={
         "help": "FlagEmbedding's: encoder / decoder (the kind), or from_raw_model / from_finetuned_model (layerwise).",
         "choices": list(MODEL_TYPES)})
-    config_name: str | None = field(default=None, metadata={"help": "Unused (accepted for FlagEmbedding scripts)."})
-    tokenizer_name: str | None = field(default=None, metadata={"help": "Unused (accepted for FlagEmbedding scripts)."})
-    use_fast_tokenizer: bool = field(default=True, metadata={"help": "Unused (accepted for FlagEmbedding scripts)."})
-    token: str | None = field(default=None, metadata={"help": "Unused (accepted for FlagEmbedding scripts)."})
-    use_flash_attn: bool = field(default=False, metadata={"help": "Unused (accepted for FlagEmbedding scripts)."})
     start_layer: int = field(default=8, metadata={"help": "Layerwise from a raw model: first layer with a score head."})
     head_multi: bool = field(default=False, metadata={"help": "Layerwise from a raw model: one head per layer (else one shared)."})
     head_type: str = field(default="simple", metadata={"help": "Layerwise head type (only 'simple').", "choices": ["simple"]})

@@ -100,6 +100,9 @@ def load_embedder_for_training(model_args, data_args, training_args):
             heads = M3Heads(emb.model.config.get_text_config().hidden_size, model_args.colbert_dim)
     if model_args.attn_implementation is not None:
         emb.model.set_attn_implementation(model_args.attn_implementation)
+    from bgekit.train.adapters import prepare_base
+
+    emb.model = prepare_base(emb.model, emb.tokenizer, model_args)
     tok = emb.tokenizer
     if tok.pad_token is None:
         tok.pad_token = tok.unk_token if tok.unk_token is not None else tok.eos_token
@@ -123,10 +126,15 @@ def build_embedder_training(model_args: EmbedderModelArguments, data_args: Embed
     use_lora = model_args.use_lora if model_args.use_lora is not None else emb.spec.kind in ("decoder", "icl")
     lora = lora_config(model_args.lora_rank, model_args.lora_alpha, model_args.lora_dropout, model_args.target_modules,
                        model_args.modules_to_save) if use_lora else None
+    lora = _adapter_or(lora, model_args)
     config = LossConfig(training_args.temperature, training_args.negatives_cross_device, training_args.kd_loss_type,
                         tuple(training_args.mrl_dims) if training_args.use_mrl else (), training_args.unified_finetuning,
                         training_args.use_self_distill, training_args.self_distill_start_step)
     model = EmbedderTrainModel(emb, config, heads, lora)
+    if model_args.from_peft:
+        from bgekit.train.adapters import load_adapter_weights
+
+        load_adapter_weights(model.model, model_args.from_peft)
     _freeze(model, training_args)
     sources = load_sources(data_args.train_data, data_args.knowledge_distillation, data_args.max_example_num_per_dataset,
                            data_args.small_threshold, data_args.drop_threshold, training_args.seed)
@@ -150,6 +158,20 @@ def build_embedder_training(model_args: EmbedderModelArguments, data_args: Embed
     return trainer, model
 
 
+def _adapter_or(lora, model_args):
+    """``--from_peft``: that adapter's LoRA settings; ``--save_merged_lora_model`` needs LoRA at all."""
+    if model_args.from_peft:
+        from bgekit.train.adapters import lora_from_adapter
+
+        if model_args.use_lora is False:
+            raise ValueError("--from_peft continues a LoRA adapter: it contradicts --use_lora False")
+        lora = lora_from_adapter(model_args.from_peft)
+    if model_args.save_merged_lora_model and lora is None:
+        raise ValueError("--save_merged_lora_model: this run trains no LoRA adapter (pass --use_lora True, or leave "
+                         "the option out: the trained model is saved whole in output_dir)")
+    return lora
+
+
 def _freeze(model, training_args) -> None:
     if training_args.fix_encoder:
         for p in model.model.parameters():
@@ -169,7 +191,33 @@ def train_embedder(model_args: EmbedderModelArguments, data_args: EmbedderDataAr
         >>> emb = train_embedder(*parse_embedder_args(["--model", "all-MiniLM-L6-v2", "--train_data", "train.jsonl",
         ...                                            "--output_dir", "out"]))   # doctest: +SKIP
     """
-    return fit(build_embedder_training, model_args, data_args, training_args).finish()
+    if model_args.only_merge_lora_model:
+        return merge_only(model_args, data_args, training_args)
+    model = fit(build_embedder_training, model_args, data_args, training_args)
+    _link_merged(model_args, training_args)
+    return model.finish()
+
+
+def _link_merged(model_args, training_args) -> None:
+    if model_args.save_merged_lora_model and training_args.process_index == 0:
+        from bgekit.train.adapters import link_merged
+
+        link_merged(training_args.output_dir)
+
+
+def merge_only(model_args, data_args, training_args):
+    """``--only_merge_lora_model``: merge the adapter found in ``output_dir`` and save ``output_dir/merged_model``."""
+    from bgekit.train.adapters import find_adapter, merge_adapter
+    from bgekit.train.embedder import EmbedderTrainModel, LossConfig
+
+    adapter = find_adapter(training_args.output_dir)
+    emb, heads = load_embedder_for_training(model_args, data_args, training_args)
+    emb.model = merge_adapter(emb.model, adapter)
+    model = EmbedderTrainModel(emb, LossConfig(training_args.temperature), heads)
+    if training_args.process_index == 0:
+        model.save_to(os.path.join(training_args.output_dir, "merged_model"))
+    logger.info("merged %s into %s", adapter, os.path.join(training_args.output_dir, "merged_model"))
+    return model.finish()
 
 
 def fit(build, model_args, data_args, training_args):

@@ -140,6 +140,10 @@ def build_reranker_training(model_args: RerankerModelArguments, data_args: Reran
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
     model = load_reranker_model(kind, path, model_args, remote, is_reranker, tokenizer)
+    from bgekit.train.adapters import prepare_base
+    from bgekit.train.run import _adapter_or
+
+    model = prepare_base(model, tokenizer, model_args)
     layers = _layers(model, model_args.cutoff_layers) if kind == "layerwise" else None
     use_lora = model_args.use_lora if model_args.use_lora is not None else kind == "llm"
     lora = None
@@ -147,10 +151,15 @@ def build_reranker_training(model_args: RerankerModelArguments, data_args: Reran
         to_save = model_args.modules_to_save or (["lm_head"] if kind == "layerwise" else None)
         lora = lora_config(model_args.lora_rank, model_args.lora_alpha, model_args.lora_dropout,
                            model_args.target_modules, to_save, task_type=LORA_TASK_TYPES[kind])
+    lora = _adapter_or(lora, model_args)
     instructions = _instructions(data_args, spec)
     saved = dataclasses.replace(spec, **instructions, trust_remote_code=remote, max_length=data_args.max_length,
                                 extra={**spec.extra, "query_max_length": data_args.query_max_len})
     train_model = RerankerTrainModel(model, tokenizer, saved, lora, layers, training_args.layerwise_self_distill)
+    if model_args.from_peft:
+        from bgekit.train.adapters import load_adapter_weights
+
+        load_adapter_weights(train_model.model, model_args.from_peft)
     sources = load_sources(data_args.train_data, data_args.knowledge_distillation, data_args.max_example_num_per_dataset,
                            seed=training_args.seed)
     dataset = GroupDataset(sources, data_args.train_group_size, training_args.seed,
@@ -182,6 +191,12 @@ def train_reranker(model_args: RerankerModelArguments, data_args: RerankerDataAr
         >>> train_reranker(*parse_reranker_args(["--model", "all-MiniLM-L6-v2", "--train_data", "train.jsonl",
         ...                                      "--output_dir", "out"]))   # doctest: +SKIP
     """
-    from bgekit.train.run import fit
+    from bgekit.train.run import _link_merged, fit
 
-    return fit(build_reranker_training, model_args, data_args, training_args)
+    if model_args.only_merge_lora_model:
+        raise ValueError("--only_merge_lora_model is an option of FlagEmbedding's decoder-only embedder scripts; a "
+                         "LoRA reranker run already saves the merged model in output_dir (and merged_model/ with "
+                         "--save_merged_lora_model)")
+    model = fit(build_reranker_training, model_args, data_args, training_args)
+    _link_merged(model_args, training_args)
+    return model
