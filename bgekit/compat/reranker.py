@@ -24,7 +24,23 @@ from bgekit.reranker import Reranker, check_length, check_normalize, check_pairs
 
 
 class _OnDevice:
-    """FlagEmbedding's ``compute_score_single_gpu`` over the native per-device loop."""
+    """FlagEmbedding's ``compute_score_single_gpu`` and attribute names over the native Reranker."""
+
+    @property
+    def query_instruction_for_rerank(self) -> str | None:
+        return self.query_instruction
+
+    @query_instruction_for_rerank.setter
+    def query_instruction_for_rerank(self, value: str | None) -> None:
+        self.query_instruction = value
+
+    @property
+    def passage_instruction_for_rerank(self) -> str | None:
+        return self.passage_instruction
+
+    @passage_instruction_for_rerank.setter
+    def passage_instruction_for_rerank(self, value: str | None) -> None:
+        self.passage_instruction = value
 
     def _single_gpu(self, sentence_pairs, batch_size, query_max_length, max_length, normalize, device,
                     prompt=None) -> list[float]:
