@@ -16,7 +16,6 @@ COMMANDS = {
     "mteb": ("MTEBEvalArgs", "MTEBEvalModelArgs", "bgekit.evaluation.mteb_runner:MTEBEvalRunner"),
     "air_bench": ("AIRBenchEvalArgs", "AIRBenchEvalModelArgs", "bgekit.evaluation.air_bench_runner:AIRBenchEvalRunner"),
 }
-ERRORS = (ValueError, TypeError, OSError, ImportError, KeyError)
 
 
 def _runner_class(name: str) -> type:
@@ -39,17 +38,18 @@ def parse(family: str, argv: list[str] | None = None) -> tuple:
 
 
 def main(family: str, argv: list[str] | None = None) -> int:
-    """Run ``python -m bgekit.evaluation.<family> ARGS``; returns the exit code (2 with a one-line error)."""
+    """Run ``python -m bgekit.evaluation.<family> ARGS``; returns the exit code (one line per error, as ``bgekit``)."""
     log = logging.getLogger("bgekit")
     if not log.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         log.addHandler(handler)
     log.setLevel(logging.INFO)
+    from bgekit.cli.errors import debug_requested, report
+
     try:
-        eval_args, model_args = parse(family, argv)
+        eval_args, model_args = parse(family, sys.argv[1:] if argv is None else list(argv))
         _runner_class(COMMANDS[family][2])(eval_args, model_args).run()
-    except ERRORS as e:
-        print(f"python -m bgekit.evaluation.{family}: error: {e}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every failure becomes one line and an exit code
+        return report(e, "eval", debug_requested())
     return 0

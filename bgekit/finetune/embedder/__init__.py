@@ -1,0 +1,1 @@
+"""FlagEmbedding's ``finetune.embedder`` path; the runnable modules are below it."""

@@ -1,0 +1,1 @@
+"""FlagEmbedding's ``finetune.reranker`` path; the runnable modules are below it."""

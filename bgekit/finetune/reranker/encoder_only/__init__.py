@@ -1,0 +1,1 @@
+"""FlagEmbedding's ``finetune.reranker.encoder_only`` path; the runnable modules are below it."""
