@@ -48,8 +48,8 @@ class Embedder:
             such as a pseudo-MoE model's ``domain``); empty by default.
 
     Example:
-        >>> emb = Embedder("all-MiniLM-L6-v2")                       # doctest: +SKIP
-        >>> emb.encode(["I love NLP", "I love machine learning"]).shape  # doctest: +SKIP
+        >>> emb = Embedder("all-MiniLM-L6-v2")
+        >>> emb.encode(["I love NLP", "I love machine learning"]).shape
         (2, 384)
     """
 

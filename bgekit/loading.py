@@ -14,7 +14,7 @@ def load_embedder(model_name_or_path: str = DEFAULT_MODEL, **kwargs: Any) -> Emb
     """The right embedder class for a model: an :class:`Embedder`, or an M3 embedder for BGE-M3 models.
 
     Example:
-        >>> emb = load_embedder("all-MiniLM-L6-v2")   # doctest: +SKIP
+        >>> emb = load_embedder("all-MiniLM-L6-v2")
     """
     spec = kwargs.pop("spec", None)
     if spec is None:

@@ -187,7 +187,7 @@ class FlagAutoModel:
     its name, so a fine-tuned or renamed copy loads as the right kind.
 
     Example:
-        >>> model = FlagAutoModel.from_finetuned("all-MiniLM-L6-v2")   # doctest: +SKIP
+        >>> model = FlagAutoModel.from_finetuned("all-MiniLM-L6-v2")
     """
 
     def __init__(self):

@@ -3,10 +3,10 @@
 Public names load lazily, so importing this package loads neither torch, faiss nor pytrec_eval.
 
 Example:
-    >>> from bgekit.eval import load_folder, evaluate_retrieval, EvalConfig      # doctest: +SKIP
-    >>> data = load_folder("../shared/data/scifact", split="test")              # doctest: +SKIP
-    >>> result = evaluate_retrieval(data, config=EvalConfig(retrieval="bm25"))  # doctest: +SKIP
-    >>> round(result.metrics["ndcg@10"], 3)                                     # doctest: +SKIP
+    >>> from bgekit.eval import load_folder, evaluate_retrieval, EvalConfig
+    >>> data = load_folder("../shared/data/scifact", split="test")
+    >>> result = evaluate_retrieval(data, config=EvalConfig(retrieval="bm25"))
+    >>> round(result.metrics["ndcg@10"], 3)
     0.676
 """
 from __future__ import annotations

@@ -247,8 +247,8 @@ def load_folder(folder: str, split: str = "test", layout: str = "auto", name: st
         ValueError: a malformed line (file and line named), an empty corpus, or no query with qrels.
 
     Example:
-        >>> data = load_folder("../shared/data/scifact", split="test")   # doctest: +SKIP
-        >>> len(data.doc_ids), len(data.queries)                         # doctest: +SKIP
+        >>> data = load_folder("../shared/data/scifact", split="test")
+        >>> len(data.doc_ids), len(data.queries)
         (5183, 300)
     """
     layout = detect_layout(folder) if layout == "auto" else layout

@@ -64,7 +64,7 @@ class DenseIndex:
         search_params: FAISS search parameters such as ``{"efSearch": 128}`` (HNSW) or ``{"nprobe": 16}`` (IVF).
 
     Example:
-        >>> idx = DenseIndex(4, factory="HNSW16")                        # doctest: +SKIP
+        >>> idx = DenseIndex(4, factory="HNSW16")
     """
 
     def __init__(self, dim: int, factory: str = "Flat", metric: str = "ip", search_params: dict | None = None):
