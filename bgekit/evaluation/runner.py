@@ -71,6 +71,7 @@ class EvalRunner:
     """
 
     FAMILY = "custom"
+    NEEDS_DATASET_DIR = True   # a family without hub data reads --dataset_dir
 
     def __init__(self, eval_args: Any, model_args: Any, models: tuple | None = None, family: str | None = None):
         family = family or self.FAMILY
@@ -95,7 +96,7 @@ class EvalRunner:
             if getattr(a, name) < 1:
                 raise ValueError(f"--{name} must be a positive integer, got {getattr(a, name)}")
         check_metric_names(a.eval_metrics, a.k_values)
-        if self.spec.hub is None and not a.dataset_dir:
+        if self.spec.hub is None and self.NEEDS_DATASET_DIR and not a.dataset_dir:
             raise ValueError(f"--dataset_dir is required for {self.family} evaluation (a folder with corpus.jsonl, "
                              "<split>_queries.jsonl and <split>_qrels.jsonl, or one such folder per --dataset_names)")
         if getattr(a, "task_type", "short") != "short":
