@@ -189,6 +189,18 @@ def test_small_helpers_behave_as_the_reference():
     assert model.pool is None and model.encode_single_device("x").shape == (32,)
 
 
+def test_get_target_devices_refuses_a_device_this_machine_lacks():
+    import torch
+
+    from bgekit import FlagModel
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(Exception, match="not available on this machine") as err:
+        FlagModel.get_target_devices(["cuda:0"])
+    assert type(err.value).__name__ == "DeviceError"
+
+
 # ---------------------------------------------------------------- pools
 
 def test_pool_handle_runs_chunks_and_refuses_use_after_stop():
