@@ -1,7 +1,7 @@
 """FlagEmbedding's LoRA and tokenizer options of fine-tuning, on bgekit's training run.
 
 - ``--raw_peft A [B ...]``: adapter folders merged into the model before training (with FlagEmbedding's
-  ``embedding/emb.pth`` input embeddings when the folder has one).
+  ``embedding/emb.pth`` input embeddings when the folder has one), after ``--additional_special_tokens``.
 - ``--from_peft DIR`` (or ``--peft_model_path DIR``): train that adapter further instead of a new one; its
   LoRA settings (rank, alpha, target modules) come from its ``adapter_config.json``.
 - ``--additional_special_tokens T ...``: added to the tokenizer; the input embeddings grow to match.
@@ -76,10 +76,11 @@ def merge_adapter(model, folder: str):
 
 
 def prepare_base(model, tokenizer, model_args):
-    """Apply ``--raw_peft`` merges, then ``--additional_special_tokens``; returns the model to train."""
-    for folder in model_args.raw_peft or []:
-        logger.info("merging LoRA adapter %s into the model before training", folder)
-        model = merge_adapter(model, folder)
+    """Apply ``--additional_special_tokens``, then ``--raw_peft`` merges; returns the model to train.
+
+    The tokens come first so that an adapter saved with grown embeddings (peft stores them when a run added
+    tokens) fits; FlagEmbedding's ``embedding/emb.pth`` replaces the input embeddings either way.
+    """
     tokens = model_args.additional_special_tokens
     if tokens:
         added = tokenizer.add_special_tokens({"additional_special_tokens": list(tokens)})
@@ -88,6 +89,9 @@ def prepare_base(model, tokenizer, model_args):
             logger.info("added %d special token(s) %s; input embeddings now %d rows", added, tokens, len(tokenizer))
         else:
             logger.warning("special tokens %s are already in the tokenizer", tokens)
+    for folder in model_args.raw_peft or []:
+        logger.info("merging LoRA adapter %s into the model before training", folder)
+        model = merge_adapter(model, folder)
     return model
 
 

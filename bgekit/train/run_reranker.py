@@ -148,7 +148,8 @@ def build_reranker_training(model_args: RerankerModelArguments, data_args: Reran
     use_lora = model_args.use_lora if model_args.use_lora is not None else kind == "llm"
     lora = None
     if use_lora:
-        to_save = model_args.modules_to_save or (["lm_head"] if kind == "layerwise" else None)
+        # layerwise: its score heads (each lm_head entry wraps a `linear_head`) train fully beside LoRA
+        to_save = model_args.modules_to_save or (["linear_head"] if kind == "layerwise" else None)
         lora = lora_config(model_args.lora_rank, model_args.lora_alpha, model_args.lora_dropout,
                            model_args.target_modules, to_save, task_type=LORA_TASK_TYPES[kind])
     lora = _adapter_or(lora, model_args)
