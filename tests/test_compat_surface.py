@@ -237,6 +237,24 @@ def test_worker_functions_follow_the_queue_protocol():
     assert_close(got[0][1] + got[1][1], load_output(case, "scores"), case["tolerance"], case["id"])
 
 
+def test_m3_pool_results_concatenate_like_one_call():
+    """M3 chunks (run here through the queue worker) concatenate into the reference's encode dict."""
+    import queue
+
+    from bgekit import BGEM3FlagModel
+
+    case, model, (texts,) = _golden("m3/encode-all")
+    inbox, outbox = queue.Queue(), queue.Queue()
+    kwargs = dict(case["method_kwargs"], batch_size=4, max_length=512)
+    for i, chunk in enumerate((texts[:5], texts[5:])):
+        inbox.put([i, chunk, kwargs])
+    inbox.put(None)
+    BGEM3FlagModel._encode_multi_process_worker("cpu", model, inbox, outbox)
+    merged = model._concatenate_results_from_multi_process([outbox.get_nowait()[1] for _ in range(2)])
+    for key in case["outputs"]:
+        assert_close(merged[key], load_output(case, key), case["tolerance"], f"{case['id']}:{key}")
+
+
 # ---------------------------------------------------------------- keyword arguments the docs pass
 
 @pytest.mark.parametrize("cls,folder", [("FlagReranker", "bert-reranker"), ("FlagLLMReranker", "llm-reranker"),
