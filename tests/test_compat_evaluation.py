@@ -380,3 +380,48 @@ def test_python_m_runs_the_module(scifact_slice, tmp_path):
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert "## ndcg_at_1" in (tmp_path / "r.md").read_text()
+
+
+def test_model_options_reach_the_models(tmp_path):
+    """Model options are honoured: the saved scores equal those of the classes built with the same options."""
+    layerwise = str(GOLDEN / "models" / "layerwise-reranker")
+    _write_custom(str(tmp_path / "d"), [("a", "t", "red apples"), ("b", "", "green pears"), ("c", "", "blue sky")],
+                  {"1": "apples", "2": "sky"}, {"1": ["a"], "2": ["c"]})
+    argv = ["--dataset_dir", str(tmp_path / "d"), "--output_dir", str(tmp_path / "sr"), "--eval_output_path",
+            str(tmp_path / "r.md"), "--corpus_embd_save_dir", str(tmp_path / "e"), "--k_values", "1", "--eval_metrics",
+            "ndcg_at_1", "--embedder_name_or_path", BERT, "--truncate_dim", "16", "--normalize_embeddings", "False",
+            "--query_instruction_for_retrieval", "Find: ", "--query_instruction_format_for_retrieval", "<{}>{}",
+            "--embedder_query_max_length", "16", "--embedder_batch_size", "2", "--use_fp16", "False",
+            "--reranker_name_or_path", layerwise, "--cutoff_layers", "2", "--normalize", "True",
+            "--query_instruction_for_rerank", "Q: ", "--passage_instruction_for_rerank", "P: ", "--reranker_max_length", "64",
+            "--reranker_batch_size", "2", "--rerank_top_k", "2"]
+    assert main("custom", argv) == 0
+    emb = FlagAutoModel.from_finetuned(BERT, devices="cpu", use_fp16=False, truncate_dim=16, normalize_embeddings=False,
+                                       query_instruction_for_retrieval="Find: ", query_instruction_format="<{}>{}",
+                                       query_max_length=16)
+    docs = [("a", "t red apples"), ("b", "green pears"), ("c", "blue sky")]
+    assert np.load(tmp_path / "e" / "bert-embedder" / "doc.npy").shape == (3, 16)
+    first = _read(tmp_path / "sr" / "bert-embedder" / "NoReranker" / "test.json")["search_results"]
+    expected = _dense_top(emb, docs, {"1": "apples", "2": "sky"}, 3)
+    for qid in first:
+        np.testing.assert_allclose([first[qid][d] for d in expected[qid]], list(expected[qid].values()), rtol=1e-5, atol=1e-5)
+    reranker = FlagAutoReranker.from_finetuned(layerwise, devices="cpu", cutoff_layers=[2], normalize=True,
+                                               query_instruction_for_rerank="Q: ", passage_instruction_for_rerank="P: ",
+                                               max_length=64, trust_remote_code=False)
+    reranked = _read(tmp_path / "sr" / "bert-embedder" / "layerwise-reranker" / "test.json")["search_results"]
+    text = dict(docs)
+    for qid, hits in reranked.items():
+        assert len(hits) == 2                                               # --rerank_top_k 2
+        query = {"1": "apples", "2": "sky"}[qid]
+        np.testing.assert_allclose(list(hits.values()), reranker.compute_score([[query, text[d]] for d in hits]), atol=1e-5)
+        assert all(0.0 < v < 1.0 for v in hits.values())                    # --normalize True: sigmoid scores
+
+
+def test_force_redownload_reads_the_hub_again(fake_hub, tmp_path):   # noqa: F811
+    argv = ["--dataset_dir", str(tmp_path / "data"), "--dataset_names", "sw", "--splits", "dev", "--output_dir",
+            str(tmp_path / "sr"), "--eval_output_path", str(tmp_path / "r.md"), "--embedder_name_or_path", BERT,
+            "--k_values", "1", "--eval_metrics", "ndcg_at_1", "--overwrite", "True"]
+    assert main("miracl", argv) == 0
+    calls = len(fake_hub)
+    assert main("miracl", argv) == 0 and len(fake_hub) == calls             # saved copy reused
+    assert main("miracl", argv + ["--force_redownload", "True"]) == 0 and len(fake_hub) > calls
