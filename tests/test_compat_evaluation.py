@@ -425,3 +425,14 @@ def test_force_redownload_reads_the_hub_again(fake_hub, tmp_path):   # noqa: F81
     calls = len(fake_hub)
     assert main("miracl", argv) == 0 and len(fake_hub) == calls             # saved copy reused
     assert main("miracl", argv + ["--force_redownload", "True"]) == 0 and len(fake_hub) > calls
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--use_special_instructions", "True"], "bgekit has no table of MTEB task instructions"),
+    (["--examples_path", "examples"], "FlagEmbedding reads these example files but never gives them to the model"),
+    (["--reranker_name_or_path", RERANKER], "MTEB scores the embedder alone"),
+])
+def test_mteb_options_flagembedding_never_uses_are_refused(tmp_path, capsys, extra, message):
+    argv = ["--output_dir", str(tmp_path / "sr"), "--tasks", "NFCorpus", "--embedder_name_or_path", BERT] + extra
+    assert main("mteb", argv) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "sr").exists()

@@ -315,6 +315,16 @@ def test_every_flagembedding_finetune_argument_is_accepted():
     model, data, training = parse("embedder.encoder_only.base", ["--model_name_or_path", str(MODELS / "bert-embedder"),
                                                                  "--train_data", EMB_DATA[0], "--output_dir", "unused"])
     assert (training.sentence_pooling_method, training.temperature, data.train_group_size) == ("cls", 0.02, 8)
+    model, data, training = parse("embedder.decoder_only.base", ["--model_name_or_path", str(MODELS / "decoder-embedder"),
+                                                                 "--train_data", EMB_DATA[0], "--output_dir", "unused"])
+    assert training.sentence_pooling_method is None                       # the model's own (last_token), not cls
+
+
+def test_token_is_given_to_the_hub_client(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "before")
+    parse("embedder.encoder_only.base", ["--model_name_or_path", str(MODELS / "bert-embedder"), "--train_data",
+                                         EMB_DATA[0], "--output_dir", "unused", "--token", "hf_secret"])
+    assert os.environ["HF_TOKEN"] == "hf_secret"
 
 
 def test_split_data_by_length(tmp_path):
