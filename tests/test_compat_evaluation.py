@@ -436,3 +436,42 @@ def test_mteb_options_flagembedding_never_uses_are_refused(tmp_path, capsys, ext
     argv = ["--output_dir", str(tmp_path / "sr"), "--tasks", "NFCorpus", "--embedder_name_or_path", BERT] + extra
     assert main("mteb", argv) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "sr").exists()
+
+
+def test_icl_and_llm_reranker_options_reach_the_models(tmp_path):
+    """--examples_for_task (a JSON file) / --examples_instruction_format reach an ICL embedder; --reranker_peft_path
+    and --prompt reach an LLM reranker (the adapter changes the scores, and they equal the class's own)."""
+    import torch
+    import transformers
+    from peft import LoraConfig, get_peft_model
+
+    llm = str(GOLDEN / "models" / "llm-reranker")
+    torch.manual_seed(0)
+    adapter = get_peft_model(transformers.AutoModelForCausalLM.from_pretrained(llm),
+                             LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    adapter.save_pretrained(str(tmp_path / "adapter"))
+    examples = [{"instruct": "Find the fruit.", "query": "apples", "response": "red apples"}]
+    (tmp_path / "examples.json").write_text(json.dumps(examples))
+    _write_custom(str(tmp_path / "d"), [("a", "", "red apples"), ("b", "", "green pears")], {"1": "pears"}, {"1": ["b"]})
+    argv = ["--dataset_dir", str(tmp_path / "d"), "--output_dir", str(tmp_path / "sr"), "--eval_output_path",
+            str(tmp_path / "r.md"), "--k_values", "1", "--eval_metrics", "ndcg_at_1", "--embedder_name_or_path", DECODER,
+            "--embedder_model_class", "decoder-only-icl", "--examples_for_task", str(tmp_path / "examples.json"),
+            "--examples_instruction_format", "<instruct>{}\\n<query>{}\\n<response>{}",
+            "--query_instruction_for_retrieval", "Find the fruit.", "--reranker_name_or_path", llm,
+            "--reranker_peft_path", str(tmp_path / "adapter"), "--prompt", "Is it relevant?", "--reranker_max_length", "64"]
+    assert main("custom", argv) == 0
+    icl = FlagAutoModel.from_finetuned(DECODER, model_class="decoder-only-icl", devices="cpu", use_fp16=False,
+                                       examples_for_task=examples, examples_instruction_format="<instruct>{}\n<query>{}\n<response>{}",
+                                       query_instruction_for_retrieval="Find the fruit.", query_instruction_format="{}{}",
+                                       trust_remote_code=False)
+    first = _read(tmp_path / "sr" / "decoder-embedder" / "NoReranker" / "test.json")["search_results"]["1"]
+    expected = _dense_top(icl, [("a", "red apples"), ("b", "green pears")], {"1": "pears"}, 2)["1"]
+    np.testing.assert_allclose([first[d] for d in expected], list(expected.values()), rtol=1e-4, atol=1e-4)
+    kwargs = dict(model_class="decoder-only-base", devices="cpu", prompt="Is it relevant?", max_length=64,
+                  query_instruction_for_rerank=None, passage_instruction_for_rerank=None, trust_remote_code=False)
+    with_adapter = FlagAutoReranker.from_finetuned(llm, peft_path=str(tmp_path / "adapter"), **kwargs)
+    reranked = _read(tmp_path / "sr" / "decoder-embedder" / "llm-reranker" / "test.json")["search_results"]["1"]
+    pairs = [["pears", {"a": "red apples", "b": "green pears"}[d]] for d in reranked]
+    np.testing.assert_allclose(list(reranked.values()), with_adapter.compute_score(pairs), atol=1e-4)
+    plain = FlagAutoReranker.from_finetuned(llm, **kwargs).compute_score(pairs)
+    assert not np.allclose(list(reranked.values()), plain, atol=1e-3)       # the adapter was applied
