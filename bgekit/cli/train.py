@@ -2,7 +2,7 @@
 
 Every option after KIND goes to that trainer's own parser (FlagEmbedding's ``--snake_case`` names, each also
 spelled ``--kebab-case``, plus every Hugging Face ``TrainingArguments`` option); ``bgekit train embedder
---help`` lists them. Under several processes: ``torchrun --nproc_per_node N -m bgekit.cli train embedder ...``.
+--help`` lists them. Under several processes: ``torchrun --nproc_per_node N -m bgekit train embedder ...``.
 
 Example::
 
