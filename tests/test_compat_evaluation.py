@@ -370,8 +370,10 @@ def test_eval_air_bench_script(tmp_path, monkeypatch, capsys):
     assert set(metrics) == {"qa_arxiv_en_default-dev"}
 
 
+@pytest.mark.slow
 def test_python_m_runs_the_module(scifact_slice, tmp_path):
-    """One real ``python -m bgekit.evaluation.custom`` process (the others run main() in-process)."""
+    """One real ``python -m bgekit.evaluation.custom`` process (the others run main() in-process; the default run
+    has one real process already, tests/test_compat_finetune.py::test_torchrun_runs_the_module)."""
     import subprocess
 
     argv = [sys.executable, "-m", "bgekit.evaluation.custom", "--dataset_dir", os.path.join(scifact_slice, "nfcorpus"),

@@ -354,7 +354,8 @@ def test_torchrun_runs_the_module(tmp_path):
     """One real ``torchrun -m bgekit.finetune.reranker.encoder_only.base`` process (the others run main() in-process)."""
     torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
     cmd = [torchrun, "--nproc_per_node", "1", "-m", "bgekit.finetune.reranker.encoder_only.base",
-           *reranker_script("encoder", tmp_path / "out")]
+           *reranker_script("encoder", tmp_path / "out"), "--train_group_size", "2", "--query_max_len", "32",
+           "--passage_max_len", "32"]   # the script's options, then smaller groups and lengths: this run is for the path
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert "saved the trained model to" in done.stdout
