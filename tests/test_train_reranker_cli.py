@@ -55,14 +55,14 @@ def test_cli_trains_and_the_folder_loads_by_its_spec(tmp_path, capsys):
     (["--model_class", "decoder-only-layerwise"], "layerwise training needs a MiniCPM model"),
 ])
 def test_bad_options_are_named(tmp_path, capsys, extra, message):
-    assert main(["train", "reranker"] + _options(tmp_path / "o", kebab=False) + extra) == 1
+    assert main(["train", "reranker"] + _options(tmp_path / "o", kebab=False) + extra) == 2  # usage error (bgekit.errors)
     assert message in capsys.readouterr().err
 
 
 def test_non_empty_output_dir_needs_resume_or_overwrite(tmp_path, capsys):
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "old.txt").write_text("x")
-    assert main(["train", "reranker"] + _options(tmp_path / "o", kebab=False)) == 1
+    assert main(["train", "reranker"] + _options(tmp_path / "o", kebab=False)) == 2  # usage error (bgekit.errors)
     assert "is not empty" in capsys.readouterr().err
 
 
