@@ -1,23 +1,27 @@
-"""Serving load test on loopback: 64 concurrent clients against `bgekit serve`, batched vs one-at-a-time.
+"""Serving load test on loopback: `bgekit serve` under 64 concurrent clients against the model's own ceiling.
 
-Starts `bgekit serve` in a subprocess bound to 127.0.0.1 (a free port), then drives ``POST /v1/embeddings``
-(one SciFact query per request) from ``--clients`` concurrent httpx clients for ``--seconds`` (and at most
-``--max-requests``). Three runs:
+One run prints:
 
-- ``batched``: the default coalescing queue (token budget ``--max-batch-tokens``, ``--max-wait-ms``);
-- ``unbatched``: the same server with a 1-token budget, so every request is its own model call;
-- ``sequential``: one client, one request at a time (the latency floor).
+1. **The in-process ceiling**: the model alone in this process, full batches, no HTTP: texts/s of the server's
+   own layout (``--workers`` threads, each single-threaded, encoding length-sorted batches in parallel) and of
+   one multi-threaded stream (torch's default threads); the higher is the ceiling.
+   Both also as texts per CPU-second of this process: a measure that stays fair when other processes
+   share the machine.
+2. **The server**: `bgekit serve` (its defaults, plus ``--server-arg``) in a subprocess on 127.0.0.1 (a free port),
+   driven with ``POST /v1/embeddings`` from ``--clients`` concurrent keep-alive connections for ``--seconds``
+   (and at most ``--max-requests``), with requests of 8 texts and of 1 text (SciFact queries). For each: texts/s
+   and its ratio to the ceiling, p50/p99 latency, errors, and texts per server CPU-second (and its ratio to the
+   in-process workers' texts per CPU-second: the server's overhead, whatever the neighbours do).
+3. **Beside a noisy neighbour**: the 8-text run again while one busy single-threaded process spins on this
+   machine: texts/s, work per server CPU-second against the quiet run, p99 against the quiet run's. With
+   ``--compare-threads``, the same two runs for a server with one worker on torch's default threads (the old
+   default), so the two defaults can be compared.
 
-Before the server runs, the same model is timed in this process on the same texts, in batches of
-``--clients`` and one text per call: that ratio is the most any batching server can gain over one-at-a-time
-requests on this machine, HTTP costs aside.
+Every answer is checked against the library's output for its texts (``model.encode`` in this process): the
+largest absolute difference and mix-ups (an answer nearest to another text's vector). No request may be lost:
+sent == answered. Clients and server share the machine: on a 2-core box the load generator costs CPU too.
 
-Reports requests/s, p50/p99 latency and errors per run, and checks every response against the library's
-direct output for the same text (``model.encode(texts, max_length=...)`` in this process): the largest absolute
-difference, and that each response is nearest to its own text's vector (no mix-ups). No request may be lost:
-sent == answered.
-
-    python benchmarks/bench_serve.py [--model all-MiniLM-L6-v2] [--clients 64] [--seconds 15] [--json out.json]
+    python benchmarks/bench_serve.py [--seconds 15] [--clients 64] [--compare-threads] [--json out.json]
 """
 from __future__ import annotations
 
@@ -28,13 +32,13 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCIFACT = os.path.join(HERE, "..", "..", "shared", "data", "scifact")
-SERVER_ARGS: list[str] = []  # extra `bgekit serve` arguments (--server-arg)
 
 
 def load_texts(n: int) -> list[str]:
@@ -53,26 +57,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: str, port: int, extra: list[str], dtype: str | None, threads: int | None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "bgekit.cli", "serve", "--model", model, "--host", "127.0.0.1", "--port", str(port),
-           "--max-queue", "100000", "--max-client-batch-size", "64"] + extra + (["--dtype", dtype] if dtype else [])
-    cmd += ["--threads", str(threads)] if threads else []
-    cmd += SERVER_ARGS
+def start_server(args, extra: list[str]) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "bgekit", "serve", "--model", args.model, "--host", "127.0.0.1", "--port", str(port),
+           "--max-queue", "100000"] + (["--dtype", args.dtype] if args.dtype else []) + extra + args.server_arg
     env = {**os.environ, "PYTHONPATH": os.path.join(HERE, "..") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    import httpx
-
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.3)
+    for line in proc.stderr:  # the ready line
+        if "ready on" in line:
+            threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep draining
+            return proc, port
+        if time.time() > deadline:
+            break
     proc.kill()
-    raise RuntimeError("server did not start in 180 s")
+    raise RuntimeError(f"server did not start: {proc.stderr.read()[-2000:]}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Connection:
@@ -103,20 +109,20 @@ class Connection:
             self.writer.close()
 
 
-async def drive(port: int, texts: list[str], clients: int, seconds: float, max_requests: int) -> dict:
-    latencies, statuses, answers = [], [], []
-    sent = [0]
+async def drive(port: int, texts: list[str], per_request: int, clients: int, seconds: float, max_requests: int) -> dict:
+    latencies, statuses, answers, sent = [], [], [], [0]
 
     async def client(worker: int, deadline: float) -> None:
-        conn, i = Connection(port), worker
+        conn, i = Connection(port), worker * per_request
         try:
             while time.perf_counter() < deadline and sent[0] < max_requests:
                 sent[0] += 1
-                idx = i % len(texts)
-                i += clients
+                idx = [(i + j) % len(texts) for j in range(per_request)]
+                i += clients * per_request
                 start = time.perf_counter()
                 try:
-                    status, body = await conn.post("/v1/embeddings", {"input": texts[idx]})
+                    status, body = await conn.post("/v1/embeddings", {"input": [texts[k] for k in idx],
+                                                                      "encoding_format": "base64"})
                     statuses.append(status)
                     if status == 200:
                         answers.append((idx, body))
@@ -129,64 +135,115 @@ async def drive(port: int, texts: list[str], clients: int, seconds: float, max_r
             conn.close()
 
     warm = Connection(port)
-    await warm.post("/v1/embeddings", {"input": "warm up"})
+    await warm.post("/v1/embeddings", {"input": texts[:per_request]})
     warm.close()
     start = time.perf_counter()
     await asyncio.gather(*(client(w, start + seconds) for w in range(clients)))
     elapsed = time.perf_counter() - start
     lat = np.asarray(latencies) * 1000
     ok = sum(1 for s in statuses if s == 200)
-    answers = [(i, json.loads(b)["data"][0]["embedding"]) for i, b in answers]
-    return {"clients": clients, "sent": sent[0], "answered": len(statuses), "ok": ok, "errors": len(statuses) - ok,
-            "seconds": round(elapsed, 2), "requests_per_s": round(ok / elapsed, 1),
-            "p50_ms": round(float(np.percentile(lat, 50)), 2), "p99_ms": round(float(np.percentile(lat, 99)), 2),
+    return {"clients": clients, "texts_per_request": per_request, "sent": sent[0], "answered": len(statuses),
+            "ok": ok, "errors": len(statuses) - ok, "seconds": round(elapsed, 2),
+            "texts_per_s": round(ok * per_request / elapsed, 1),
+            "p50_ms": round(float(np.percentile(lat, 50)), 1), "p99_ms": round(float(np.percentile(lat, 99)), 1),
             "_answers": answers}
 
 
 def check(answers: list, direct: np.ndarray) -> dict:
-    idx = np.array([i for i, _ in answers])
-    got = np.array([v for _, v in answers], dtype=np.float32)
-    diff = float(np.abs(got - direct[idx]).max()) if len(got) else 0.0
-    nearest = (got @ direct.T).argmax(axis=1) if len(got) else idx
+    import base64
+
+    idx, got = [], []
+    for rows, body in answers:
+        idx += rows
+        got += [np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in json.loads(body)["data"]]
+    if not got:
+        return {"max_abs_diff": None, "mixups": 0}
+    idx, got = np.asarray(idx), np.stack(got)
+    nearest = (got @ direct.T).argmax(axis=1)
     same = direct[nearest] == direct[idx]  # identical texts share a vector
-    return {"max_abs_diff": diff, "mixups": int((~same.all(axis=1)).sum())}
+    return {"max_abs_diff": float(np.abs(got - direct[idx]).max()), "mixups": int((~same.all(axis=1)).sum())}
 
 
-def run_one(name: str, args, texts, direct, extra: list[str], clients: int) -> dict:
-    port = free_port()
-    proc = start_server(args.model, port, extra, args.dtype, args.threads)
+def neighbour() -> subprocess.Popen:
+    """One busy single-threaded process (a pure-Python spin loop)."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def run_one(name: str, args, texts, direct, extra: list[str], per_request: int, busy: bool, ceiling: float,
+            cpu_ceiling: float) -> dict:
+    """One server run; ``ceiling`` / ``cpu_ceiling``: the model's in-process texts/s and texts per CPU-second."""
+    proc, port = start_server(args, extra)
+    noisy = neighbour() if busy else None
     try:
-        result = asyncio.run(drive(port, texts, clients, args.seconds, args.max_requests))
+        time.sleep(0.5 if busy else 0)
+        cpu0 = cpu_seconds(proc.pid)
+        result = asyncio.run(drive(port, texts, per_request, args.clients, args.seconds, args.max_requests))
+        cpu = cpu_seconds(proc.pid) - cpu0
     finally:
+        if noisy is not None:
+            noisy.kill()
+            noisy.wait()
         proc.terminate()
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
     result.update(check(result.pop("_answers"), direct))
-    result["run"] = name
-    print(f"{name:>10}  clients {clients:>3}  {result['requests_per_s']:>8.1f} req/s  p50 {result['p50_ms']:>8.2f} ms  "
-          f"p99 {result['p99_ms']:>8.2f} ms  errors {result['errors']}  sent/answered {result['sent']}/{result['answered']}  "
-          f"max|diff| {result['max_abs_diff']:.2e}  mix-ups {result['mixups']}", flush=True)
+    texts_done = result["ok"] * per_request
+    result.update(run=name, server_cpu_s=round(cpu, 2), texts_per_cpu_s=round(texts_done / max(cpu, 1e-9), 1),
+                  ratio_to_ceiling=round(result["texts_per_s"] / ceiling, 3))
+    result["cpu_ratio_to_in_process"] = round(result["texts_per_cpu_s"] / cpu_ceiling, 3)
+    print(f"{name:>16}  {per_request} text/req  {result['texts_per_s']:>7.1f} texts/s ({result['ratio_to_ceiling']:.0%} "
+          f"of ceiling)  p50 {result['p50_ms']:>7.1f} ms  p99 {result['p99_ms']:>7.1f} ms  "
+          f"{result['texts_per_cpu_s']:>6.1f} texts/server-CPU-s ({result['cpu_ratio_to_in_process']:.0%} of in-process)  errors {result['errors']}  "
+          f"sent/answered {result['sent']}/{result['answered']}  max|diff| {result['max_abs_diff'] or 0:.1e}  "
+          f"mix-ups {result['mixups']}", flush=True)
     return result
 
 
-def in_process_ceiling(model, texts: list[str], batch: int, singles: int = 200) -> dict:
-    """Texts/s of the model itself, batched (``batch`` per call) and one text per call, best of 2 each."""
-    model.encode(texts[:batch], batch_size=batch, show_progress=False)  # warm-up
-    best = {"batched": float("inf"), "single": float("inf")}
-    for _ in range(2):
-        start = time.perf_counter()
-        model.encode(texts, batch_size=batch, show_progress=False)
-        best["batched"] = min(best["batched"], (time.perf_counter() - start) / len(texts))
-        start = time.perf_counter()
-        for text in texts[:singles]:
-            model.encode([text], show_progress=False)
-        best["single"] = min(best["single"], (time.perf_counter() - start) / min(singles, len(texts)))
-    out = {"batched_texts_per_s": round(1 / best["batched"], 1), "single_texts_per_s": round(1 / best["single"], 1),
-           "ratio": round(best["single"] / best["batched"], 2)}
-    print(f"in-process ceiling: batches of {batch} {out['batched_texts_per_s']} texts/s, one per call "
-          f"{out['single_texts_per_s']} texts/s: {out['ratio']:.2f}x", flush=True)
+def in_process_ceiling(model, texts: list[str], workers: int, batch: int, seconds: float) -> dict:
+    """Texts/s of the model alone: ``workers`` single-threaded threads in parallel, and one default-threaded stream."""
+    import copy
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    default_threads = torch.get_num_threads()
+    replicas = []
+    for _ in range(workers):
+        twin = copy.copy(model)
+        twin.tokenizer = copy.deepcopy(model.tokenizer)
+        replicas.append(twin)
+
+    def timed(fn) -> tuple[float, float]:
+        """(texts/s, texts per CPU-second of this process)."""
+        fn(texts[: batch * 4])  # warm-up
+        done, start, cpu = 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - start < seconds:
+            done += fn(texts)
+        return done / (time.perf_counter() - start), done / (time.process_time() - cpu)
+
+    def parallel(chunk: list[str]) -> int:
+        parts = [chunk[i::workers] for i in range(workers)]
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda rp: rp[0].encode(rp[1], batch_size=batch, show_progress=False), zip(replicas, parts)))
+        return len(chunk)
+
+    def stream(chunk: list[str]) -> int:
+        model.encode(chunk, batch_size=batch, show_progress=False)
+        return len(chunk)
+
+    torch.set_num_threads(1)
+    workers_rate, workers_cpu = timed(parallel)
+    torch.set_num_threads(default_threads)
+    stream_rate, stream_cpu = timed(stream)
+    out = {"workers": workers, "workers_texts_per_s": round(workers_rate, 1), "torch_threads": default_threads,
+           "stream_texts_per_s": round(stream_rate, 1), "ceiling_texts_per_s": round(max(workers_rate, stream_rate), 1),
+           "workers_texts_per_cpu_s": round(workers_cpu, 1), "stream_texts_per_cpu_s": round(stream_cpu, 1)}
+    print(f"in-process ceiling (batches of {batch}): {workers} single-threaded workers {out['workers_texts_per_s']} "
+          f"texts/s ({out['workers_texts_per_cpu_s']} per CPU-s); one stream on {default_threads} torch threads "
+          f"{out['stream_texts_per_s']} texts/s ({out['stream_texts_per_cpu_s']} per CPU-s); ceiling "
+          f"{out['ceiling_texts_per_s']} texts/s", flush=True)
     return out
 
 
@@ -195,38 +252,41 @@ def main() -> None:
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
     ap.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16"])
     ap.add_argument("--clients", type=int, default=64)
-    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--seconds", type=float, default=15.0, help="per run (the ceiling: per layout)")
     ap.add_argument("--max-requests", type=int, default=50000)
     ap.add_argument("--texts", type=int, default=1000, help="distinct texts (SciFact queries)")
-    ap.add_argument("--max-batch-tokens", type=int, default=16384)
-    ap.add_argument("--max-wait-ms", type=float, default=2.0)
-    ap.add_argument("--runs", default="batched,unbatched,sequential")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="server torch threads; 1 is steadier when other processes share the CPU")
+    ap.add_argument("--runs", default="quiet8,quiet1,busy8", help="of quiet8, quiet1, busy8")
+    ap.add_argument("--compare-threads", action="store_true",
+                    help="also run quiet8 and busy8 with one worker on torch's default threads (the old default)")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--server-arg", action="append", default=[], help="extra `bgekit serve` argument, repeatable "
-                    "(e.g. --server-arg=--batch-size --server-arg=32)")
+                    "(e.g. --server-arg=--max-wait-ms --server-arg=5)")
     args = ap.parse_args()
-    SERVER_ARGS.extend(args.server_arg)
 
+    from bgekit.backends import cpu_workers
+    from bgekit.cli.serve import SERVE_CPU_BATCH
     from bgekit.loading import load_embedder
 
     texts = load_texts(args.texts)
-    model = load_embedder(args.model, **({"dtype": args.dtype} if args.dtype else {}))
-    direct = np.asarray(model.encode(texts, max_length=model.passage_max_length), dtype=np.float32)
-    ceiling = in_process_ceiling(model, texts, args.clients)
+    model = load_embedder(args.model, devices="cpu", **({"dtype": args.dtype} if args.dtype else {}))
+    direct = np.asarray(model.encode(texts, max_length=model.passage_max_length, show_progress=False), dtype=np.float32)
+    ceiling = in_process_ceiling(model, texts, cpu_workers(), SERVE_CPU_BATCH, min(args.seconds, 10.0))
     del model
-    runs = {
-        "batched": (["--max-batch-tokens", str(args.max_batch_tokens), "--max-wait-ms", str(args.max_wait_ms)], args.clients),
-        "unbatched": (["--max-batch-tokens", "1", "--max-wait-ms", "0"], args.clients),
-        "sequential": (["--max-batch-tokens", "1", "--max-wait-ms", "0"], 1),
-    }
-    results = [run_one(name, args, texts, direct, *runs[name]) for name in args.runs.split(",")]
-    by = {r["run"]: r for r in results}
-    if "batched" in by and "unbatched" in by:
-        print(f"batched / unbatched throughput: {by['batched']['requests_per_s'] / by['unbatched']['requests_per_s']:.2f}x")
-    if "batched" in by and "sequential" in by:
-        print(f"batched / sequential throughput: {by['batched']['requests_per_s'] / by['sequential']['requests_per_s']:.2f}x")
+    top = ceiling["ceiling_texts_per_s"]
+    plans = {"quiet8": ([], 8, False), "quiet1": ([], 1, False), "busy8": ([], 8, True)}
+    names = args.runs.split(",")
+    if args.compare_threads:
+        old = ["--workers", "1", "--threads", str(ceiling["torch_threads"])]
+        plans.update({"quiet8-1worker": (old, 8, False), "busy8-1worker": (old, 8, True)})
+        names += ["quiet8-1worker", "busy8-1worker"]
+    cpu_top = ceiling["workers_texts_per_cpu_s"]
+    results = {n: run_one(n, args, texts, direct, *plans[n], top, cpu_top) for n in names}
+    for quiet, busy in (("quiet8", "busy8"), ("quiet8-1worker", "busy8-1worker")):
+        if quiet in results and busy in results:
+            q, b = results[quiet], results[busy]
+            print(f"beside a busy neighbour ({busy}): work per server CPU-second {b['texts_per_cpu_s'] / q['texts_per_cpu_s']:.0%} "
+                  f"of quiet (target >= 85%), p99 {b['p99_ms'] / q['p99_ms']:.2f}x quiet (target <= 2x), "
+                  f"throughput {b['texts_per_s'] / q['texts_per_s']:.0%} of quiet", flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"model": args.model, "texts": len(texts), "in_process": ceiling, "results": results}, f, indent=2)

@@ -129,3 +129,58 @@ def test_metrics_render_prometheus_text():
     assert 'bgekit_batch_inputs_bucket{le="4"} 0' in text and 'bgekit_batch_inputs_bucket{le="8"} 1' in text
     assert 'bgekit_batch_inputs_bucket{le="+Inf"} 2' in text and "bgekit_batch_inputs_sum 305" in text
     assert "bgekit_batch_inputs_count 2" in text
+
+
+def test_a_large_request_is_split_into_model_calls_within_the_budget():
+    run, calls = recorder()
+    batcher = Batcher(run, max_batch_tokens=10, max_wait_ms=0)
+    out = asyncio.run(batcher.submit("k", list(range(7)), [4] * 7))
+    assert [x[1] for x in out] == list(range(7))  # results in order, across calls
+    assert [c[1] for c in calls] == [[0, 1], [2, 3], [4, 5], [6]]
+
+
+def test_work_of_a_cancelled_request_leaves_the_queue():
+    run, calls = recorder(delay=0.1)
+    metrics = Metrics()
+    batcher = Batcher(run, max_wait_ms=0, metrics=metrics)
+
+    async def main():
+        first = asyncio.ensure_future(batcher.submit("k", [0], [1]))
+        await asyncio.sleep(0.02)  # the model is busy with the first request
+        gone = asyncio.ensure_future(batcher.submit("k", [1, 2, 3], [1, 1, 1]))
+        await asyncio.sleep(0.01)
+        assert batcher.queued_inputs == 3
+        gone.cancel()  # what the server does when its client disconnects
+        await asyncio.sleep(0.01)
+        assert batcher.queued_inputs == 0
+        await first
+        return await batcher.submit("k", [4], [1])
+
+    later = asyncio.run(main())
+    assert later == [("k", 4, 40)]
+    assert [c[1] for c in calls] == [[0], [4]]  # 1, 2, 3 never reached the model
+    assert "bgekit_cancelled_inputs_total 3" in metrics.render()
+
+
+def test_two_workers_run_batches_concurrently_and_share_the_waiting_inputs():
+    running, peak, calls = [0], [0], []
+    lock = threading.Lock()
+
+    def run(key, items):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            calls.append(list(items))
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return items
+
+    batcher = Batcher(run, max_wait_ms=5, workers=2, min_fill=4)
+
+    async def main():
+        return await asyncio.gather(*(batcher.submit("k", [i], [1]) for i in range(16)))
+
+    assert asyncio.run(main()) == [[i] for i in range(16)]
+    assert peak[0] == 2 and sorted(len(c) for c in calls) == [8, 8]  # both threads, half each
+    assert sorted(x for c in calls for x in c) == list(range(16))

@@ -56,11 +56,14 @@ class Batcher:
         max_queue_inputs: inputs allowed to wait; beyond it :meth:`submit` raises :class:`QueueFull`.
         metrics: a :class:`Metrics` to record batch sizes, queue depth and model time (optional).
         workers: model threads running batches concurrently (each calls ``run``; it must be thread-safe).
+        min_fill: with several workers, while one computes, a free one waits (at most half a model call, 0.2 s
+            at most) for this many inputs before starting; and idle workers share the waiting inputs, each
+            taking at least this many.
     """
 
     def __init__(self, run: Callable[[Hashable, list], Sequence[Any]], max_batch_tokens: int = 16384,
                  max_wait_ms: float = 2.0, max_queue_inputs: int = 4096, metrics: "Metrics | None" = None,
-                 workers: int = 1):
+                 workers: int = 1, min_fill: int = 16):
         for name, value in (("max_batch_tokens", max_batch_tokens), ("max_queue_inputs", max_queue_inputs),
                             ("workers", workers)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -71,7 +74,8 @@ class Batcher:
         self.max_batch_tokens, self.max_wait, self.max_queue_inputs = max_batch_tokens, max_wait_ms / 1000, max_queue_inputs
         self._pending: deque[_Job] = deque()
         self._queued = 0
-        self.workers = workers
+        self.workers, self.min_fill = workers, min_fill
+        self._busy, self._call_s = 0, 0.0  # workers computing; moving average of a model call's seconds
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bgekit-model")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
@@ -160,13 +164,16 @@ class Batcher:
     def _waiting_tokens(self, key: Hashable) -> int:
         return sum(j.tokens for j in self._pending if j.key == key)
 
-    def _take(self, key: Hashable) -> list[_Job]:
-        """The oldest jobs of ``key`` that fit the token budget (at least one), removed from the queue."""
-        batch, total, rest = [], 0, deque()
+    def _take(self, key: Hashable, max_inputs: int | None = None) -> list[_Job]:
+        """The oldest jobs of ``key`` that fit the token budget and ``max_inputs`` (at least one job), dequeued."""
+        batch, total, rest, n = [], 0, deque(), 0
+        cap = max_inputs or float("inf")
         for job in self._pending:
-            if job.key == key and not job.future.done() and (not batch or total + job.tokens <= self.max_batch_tokens):
+            if job.key == key and not job.future.done() and (
+                    not batch or (total + job.tokens <= self.max_batch_tokens and n < cap)):
                 batch.append(job)
                 total += job.tokens
+                n += len(job.items)
             elif not job.future.done():
                 rest.append(job)
             else:  # cancelled; its callback has not run yet
@@ -185,6 +192,9 @@ class Batcher:
             first = self._pending[0]
             while first in self._pending and self._waiting_tokens(first.key) < self.max_batch_tokens:
                 remaining = first.arrived + self.max_wait - time.perf_counter()
+                if remaining <= 0 and self._busy and self._waiting_inputs(first.key) < self.min_fill:
+                    # another worker is computing: gather a fuller batch (small ones cost more per input)
+                    remaining = first.arrived + min(0.2, max(self.max_wait, self._call_s / 2)) - time.perf_counter()
                 if remaining <= 0:
                     break
                 self._wake.clear()
@@ -192,10 +202,19 @@ class Batcher:
                     await asyncio.wait_for(self._wake.wait(), remaining)
                 except asyncio.TimeoutError:
                     break
-            batch = self._take(first.key)
+            free = self.workers - self._busy  # this one included
+            batch = self._take(first.key, max(self.min_fill, -(-self._waiting_inputs(first.key) // max(free, 1))))
             self._gauge()
             if batch:
-                await self._run_batch(loop, first.key, batch)
+                self._busy += 1
+                try:
+                    await self._run_batch(loop, first.key, batch)
+                finally:
+                    self._busy -= 1
+                    self._wake.set()  # waiting workers re-decide
+
+    def _waiting_inputs(self, key: Hashable) -> int:
+        return sum(len(j.items) for j in self._pending if j.key == key)
 
     async def _run_batch(self, loop, key: Hashable, batch: list[_Job]) -> None:
         items = [x for job in batch for x in job.items]
@@ -210,6 +229,7 @@ class Batcher:
                     job.future.set_exception(e)
             return
         finally:
+            self._call_s = 0.8 * self._call_s + 0.2 * (time.perf_counter() - start)
             if self.metrics:
                 self.metrics.observe("bgekit_batch_inputs", len(items))
                 self.metrics.observe("bgekit_batch_tokens", sum(j.tokens for j in batch))
