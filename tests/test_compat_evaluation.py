@@ -96,6 +96,11 @@ def scifact_slice(tmp_path_factory):
     _write_custom(str(root / "nfcorpus"), [("n1", "", "vitamin d and bones"), ("n2", "", "sugar and teeth"),
                                            ("n3", "", "sleep helps memory")],
                   {"q1": "does vitamin d help bones", "n2": "sugar teeth"}, {"q1": ["n1"], "n2": ["n2", "n3"]})
+    # BEIR's cqadupstack: one folder per forum, scored per forum and averaged
+    _write_custom(str(root / "cqadupstack" / "gis"), [("g1", "", "map projections"), ("g2", "", "raster tiles")],
+                  {"c1": "which projection for maps", "c2": "tiles"}, {"c1": ["g1"], "c2": ["g1"]})
+    _write_custom(str(root / "cqadupstack" / "tex"), [("t1", "", "latex tables"), ("t2", "", "bibtex styles")],
+                  {"c3": "bibliography style"}, {"c3": ["t2"]})
     return str(root)
 
 
@@ -135,7 +140,8 @@ def test_every_flagembedding_evaluation_argument_is_accepted():
 
 def _beir_script(root, out, devices=("cpu",)):
     """examples/evaluation/beir/eval_beir.sh, with local paths and the golden checkpoints."""
-    return ["--eval_name", "beir", "--dataset_dir", root, "--dataset_names", "scifact", "nfcorpus", "--splits", "test", "dev",
+    return ["--eval_name", "beir", "--dataset_dir", root, "--dataset_names", "scifact", "nfcorpus", "cqadupstack",
+            "--splits", "test", "dev",
             "--corpus_embd_save_dir", f"{out}/corpus_embd", "--output_dir", f"{out}/search_results",
             "--search_top_k", "1000", "--rerank_top_k", "100", "--cache_path", f"{out}/cache", "--overwrite", "False",
             "--k_values", "10", "100", "--eval_output_method", "markdown", "--eval_output_path", f"{out}/beir_eval_results.md",
@@ -169,7 +175,17 @@ def test_eval_beir_script(scifact_slice, tmp_path, capsys):
                                embedder.encode_corpus([x for _, x in docs]), rtol=1e-5, atol=1e-6)
 
     metrics = _read(f"{first}/EVAL/eval_results.json")
-    assert set(metrics) == {"scifact-test", "nfcorpus-test"}
+    assert set(metrics) == {"scifact-test", "nfcorpus-test", "cqadupstack-test"}
+    forums = []
+    for forum in ("gis", "tex"):
+        saved_forum = _read(f"{first}/cqadupstack-{forum}-test.json")
+        assert (saved_forum["dataset_name"], saved_forum["sub_dataset_name"]) == ("cqadupstack", forum)
+        judged = {}
+        for r in map(json.loads, open(os.path.join(scifact_slice, "cqadupstack", forum, "test_qrels.jsonl"))):
+            judged.setdefault(r["qid"], {})[r["docid"]] = 1
+        forums.append(evaluate_run(judged, saved_forum["search_results"], [10], ["ndcg"])["ndcg@10"])
+        assert os.path.isfile(f"{out}/corpus_embd/bert-embedder/cqadupstack/{forum}/doc.npy")
+    assert metrics["cqadupstack-test"]["ndcg_at_10"] == pytest.approx(sum(forums) / 2, abs=1e-5)
     qrels = {}
     for r in map(json.loads, open(f"{folder}/test_qrels.jsonl")):
         qrels.setdefault(r["qid"], {})[r["docid"]] = 1
@@ -188,7 +204,7 @@ def test_eval_beir_script(scifact_slice, tmp_path, capsys):
 
     table = open(f"{out}/beir_eval_results.md").read()
     assert table.startswith("## ndcg_at_10\n") and "## recall_at_100" in table
-    assert "| Model | Reranker | average | nfcorpus-test | scifact-test |" in table
+    assert "| Model | Reranker | average | cqadupstack-test | nfcorpus-test | scifact-test |" in table
     row = next(line for line in table.splitlines() if line.startswith("| bert-embedder | NoReranker |"))
     assert f"{metrics['scifact-test']['ndcg_at_10'] * 100:.3f}" in row
 

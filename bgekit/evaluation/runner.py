@@ -114,7 +114,7 @@ class EvalRunner:
         given = self.args.dataset_names
         if self.spec.hub is None:
             return list(given) if given else [None]
-        known = FAMILIES[self.spec.hub][1]
+        known = FAMILIES[self.spec.hub][1] + (("cqadupstack",) if self.family == "beir" else ())
         if not given:
             return list(known)
         bad = [n for n in given if n not in known and not os.path.isdir(os.path.join(self.args.dataset_dir or "", n))]
@@ -125,6 +125,18 @@ class EvalRunner:
             if missing:
                 raise ValueError(f"--use_special_instructions: no instruction for {', '.join(missing)}")
         return list(given)
+
+    def units(self, name: str | None) -> list[str | None]:
+        """What one dataset name stands for: itself, or BEIR cqadupstack's forums ("cqadupstack/<forum>")."""
+        if not (self.family == "beir" and name == "cqadupstack"):
+            return [name]
+        folder = os.path.join(self.args.dataset_dir or "", name)
+        forums = sorted(f for f in os.listdir(folder) if os.path.isfile(os.path.join(folder, f, "corpus.jsonl"))) \
+            if os.path.isdir(folder) else []
+        if not forums:
+            raise FileNotFoundError(f"cqadupstack: bgekit reads its forums from --dataset_dir/cqadupstack/<forum>/ "
+                                    f"(corpus.jsonl, <split>_queries.jsonl, <split>_qrels.jsonl); none in {folder!r}")
+        return [f"{name}/{forum}" for forum in forums]
 
     # ------------------------------------------------------------------ data
     def load(self, name: str | None, split: str):
@@ -204,15 +216,20 @@ class EvalRunner:
         return rerank(run, data.queries, texts, self.reranker, top_k=self.args.rerank_top_k)
 
     # ------------------------------------------------------------------ files
+    def _info(self, reranker: str, split: str, name: str | None) -> dict:
+        """The fields of a search-results file (a cqadupstack forum adds ``sub_dataset_name``, as FlagEmbedding)."""
+        dataset, _, sub = (name or "").partition("/")
+        info = {"eval_name": self.args.eval_name, "model_name": self.retriever_name, "reranker_name": reranker,
+                "split": split, "dataset_name": dataset or None}
+        return {**info, "sub_dataset_name": sub} if sub else info
+
     def _save(self, path: str, reranker: str, run: dict, split: str, name: str | None) -> None:
-        write_json(path, {"eval_name": self.args.eval_name, "model_name": self.retriever_name, "reranker_name": reranker,
-                          "split": split, "dataset_name": name, "search_results": run})
+        write_json(path, {**self._info(reranker, split, name), "search_results": run})
 
     def _load_saved(self, path: str, reranker: str, split: str, name: str | None) -> dict:
         with open(path, encoding="utf-8") as f:
             info = json.load(f)
-        expected = {"eval_name": self.args.eval_name, "model_name": self.retriever_name, "reranker_name": reranker,
-                    "split": split, "dataset_name": name}
+        expected = self._info(reranker, split, name)
         wrong = {k: (info.get(k), v) for k, v in expected.items() if info.get(k) != v}
         if wrong:
             raise ValueError(f"{path} was written for another run ({', '.join(f'{k}: {a!r} vs {b!r}' for k, (a, b) in wrong.items())}); "
@@ -220,8 +237,9 @@ class EvalRunner:
         return info["search_results"]
 
     def evaluate_folder(self, folder: str) -> dict[str, dict[str, float]]:
-        """Metrics of every search-results file in ``folder``, keyed ``<dataset>-<split>`` (or ``<split>``)."""
-        out = {}
+        """Metrics of every search-results file in ``folder``, keyed ``<dataset>-<split>`` (or ``<split>``); the
+        cqadupstack forums are averaged into one entry, as FlagEmbedding does."""
+        out, forums = {}, {}
         for file in sorted(os.listdir(folder)):
             if not file.endswith(".json"):
                 continue
@@ -229,8 +247,8 @@ class EvalRunner:
                 info = json.load(f)
             if info.get("eval_name") != self.args.eval_name:
                 raise ValueError(f"{os.path.join(folder, file)}: eval_name {info.get('eval_name')!r} is not {self.args.eval_name!r}")
-            name, split = info.get("dataset_name"), info["split"]
-            data = self.load(name, split)
+            name, split, sub = info.get("dataset_name"), info["split"], info.get("sub_dataset_name")
+            data = self.load(f"{name}/{sub}" if sub else name, split)
             if data is None:
                 raise FileNotFoundError(f"{os.path.join(folder, file)}: split {split!r} of {name} is no longer available")
             run = info["search_results"]
@@ -238,14 +256,21 @@ class EvalRunner:
                 metrics = qa_metrics(dict(zip(data.doc_ids, data.documents())), data.answers, run, self.args.k_values)
             else:
                 metrics = retrieval_metrics(data.qrels, run, self.args.k_values)
-            out[f"{name}-{split}" if name is not None else split] = metrics
+            key = f"{name}-{split}" if name is not None else split
+            if sub:
+                forums.setdefault(key, []).append(metrics)
+            else:
+                out[key] = metrics
+        for key, runs in forums.items():
+            out[key] = {m: sum(r[m] for r in runs) / len(runs) for m in runs[0]}
         return out
 
     # ------------------------------------------------------------------ run
     def _stage(self, name: str | None, splits: list, reranker: str, compute) -> dict:
         """Search results of one stage for every split: reused from disk or computed, saved, then scored."""
         folder = os.path.join(self.args.output_dir, self.retriever_name, reranker)
-        paths = {s: os.path.join(folder, f"{name}-{s}.json" if name is not None else f"{s}.json") for s in splits}
+        prefix = f"{name.replace('/', '-')}-" if name is not None else ""
+        paths = {s: os.path.join(folder, f"{prefix}{s}.json") for s in splits}
         runs, fresh = {}, False
         for split, path in paths.items():
             if os.path.isfile(path) and not self.args.overwrite:
@@ -260,6 +285,11 @@ class EvalRunner:
         return runs
 
     def evaluate_dataset(self, name: str | None) -> None:
+        """Both stages for one dataset (each cqadupstack forum in turn)."""
+        for unit in self.units(name):
+            self._evaluate_unit(unit)
+
+    def _evaluate_unit(self, name: str | None) -> None:
         splits = [s for s in self.args.splits if self.load(name, s) is not None]
         if not splits:
             logger.warning("%s %s: none of the splits %s exists; skipped", self.family, name, self.args.splits)
