@@ -108,6 +108,7 @@ def test_a_domain_the_model_cannot_take_is_an_error():
         _model(str(DECODER), domain_for_pseudo_moe=3, trust_remote_code=False)
 
 
+@pytest.mark.slow  # starts two worker processes; the default run covers devices in test_compat_surface / _abc
 def test_two_cpu_devices_give_the_single_device_result(folders):
     """The remote-code model travels to the worker processes and the domain with it."""
     from bgekit import FlagPseudoMoEModel
