@@ -180,6 +180,10 @@ def test_small_helpers_behave_as_the_reference():
 
     _, model, _ = _golden("bert-embedder/encode-cls-norm")
     assert model.get_detailed_instruct("Instruct: {}\\nQuery: {}", "find", "cats") == "Instruct: find\nQuery: cats"
+    assert model.get_detailed_instruct(instruction_format="{}: {}", instruction="q", sentence="s") == "q: s"
+    from bgekit import FlagICLModel
+
+    assert FlagICLModel.get_detailed_example("<i>{}\\n<q>{}\\n<r>{}", "I", "Q", "R") == "<i>I\n<q>Q\n<r>R"
     assert model.get_target_devices("cpu") == ["cpu"] and model.get_target_devices(["cpu", "cpu"]) == ["cpu", "cpu"]
     assert model.get_model_torch_dtype() == torch.float32  # use_fp16=False in the case
     from bgekit import FlagLLMReranker

@@ -64,7 +64,6 @@ class _PoolMethods:
     """The pool methods every FlagEmbedding inference class exposes."""
 
     pool = None
-    target_devices: list[str] = ["cpu"]
     use_fp16 = False
     use_bf16 = False
 
@@ -116,7 +115,10 @@ class AbsEmbedder(_PoolMethods, ABC):
         self.convert_to_numpy, self.truncate_dim = convert_to_numpy, truncate_dim
         self.tokenizer = self.model = self.pool = None
 
-    get_detailed_instruct = staticmethod(apply_instruction)
+    @staticmethod
+    def get_detailed_instruct(instruction_format: str, instruction: str, sentence: str) -> str:
+        """``instruction_format.format(instruction, sentence)``; a literal backslash-n becomes a newline."""
+        return apply_instruction(instruction_format, instruction, sentence)
 
     @abstractmethod
     def encode_single_device(self, sentences, batch_size: int = 256, max_length: int = 512,

@@ -159,6 +159,11 @@ class FlagICLModel(_OnDevice, Embedder, AbsEmbedder):
 
     _encode_queries_multi_process_worker = staticmethod(_pool.make_worker("encode_queries_single_device"))
 
+    @staticmethod
+    def get_detailed_example(instruction_format: str, instruction: str, query: str, response: str) -> str:
+        """One few-shot example: ``instruction_format.format(instruction, query, response)`` (backslash-n: newline)."""
+        return instruction_format.replace("\\n", "\n").format(instruction, query, response)
+
     def stop_self_query_pool(self) -> None:
         """Close the query pool (if any) and move the model to the CPU."""
         _pool.release(self, "query_pool")
