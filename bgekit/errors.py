@@ -59,6 +59,12 @@ class ModelError(BgekitError, OSError):
     kind = "model"
 
 
+class ModelFileError(BgekitError, FileNotFoundError):
+    """A model path that does not exist or is not a model folder."""
+
+    kind = "model"
+
+
 class ModelMismatch(BgekitError, ValueError):
     """A model that does not fit an option (dense model with --retrieval sparse, a length beyond its limit)."""
 

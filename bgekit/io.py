@@ -1,4 +1,5 @@
-"""Atomic file output: write to a temporary file in the same folder, then rename over the target."""
+"""Atomic file output (a temporary file in the same folder, renamed over the target, with the permissions a
+user expects) and the one reader of text and jsonl inputs (file and line named in every error)."""
 from __future__ import annotations
 
 import contextlib
@@ -21,8 +22,14 @@ def atomic_open(path: str, mode: str = "w", encoding: str | None = "utf-8") -> I
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    if os.path.isdir(path):
+        from bgekit.errors import OutputError
+
+        raise OutputError(f"output {path!r} is a folder; give a file path")
+    mode_bits = file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
+        os.fchmod(fd, mode_bits)  # mkstemp makes 0600; keep a replaced file's mode, else follow the umask
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
             yield f
             f.flush()
@@ -32,6 +39,16 @@ def atomic_open(path: str, mode: str = "w", encoding: str | None = "utf-8") -> I
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def file_mode(path: str) -> int:
+    """Permission bits for writing ``path``: the existing file's, else 0666 less the process umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -47,30 +64,68 @@ def atomic_save_npy(path: str, array) -> None:
         np.save(f, array)
 
 
+def check_input_file(path: str, what: str = "input file") -> None:
+    """InputFileError unless ``path`` is an existing, readable file (a folder is named as a folder)."""
+    from bgekit.errors import InputFileError
+
+    if os.path.isdir(path):
+        raise InputFileError(f"{what} {path!r} is a folder; expected a file")
+    if not os.path.exists(path):
+        raise InputFileError(f"{what} {path!r} does not exist")
+    if not os.access(path, os.R_OK):
+        raise InputFileError(f"{what} {path!r} is not readable (permission denied)")
+
+
+def iter_lines(path: str, what: str = "input file") -> Iterator[tuple[int, str]]:
+    """``(line_number, text)`` for every line of a UTF-8 text file (``.gz`` read through gzip), without the
+    line ending; a UTF-8 byte-order mark is dropped. Lines count from 1.
+
+    Raises:
+        InputFileError: no such file, or a folder.
+        InputError: bytes that are not UTF-8 (file, line and column named), a truncated or corrupt .gz file.
+    """
+    import gzip
+    import zlib
+
+    from bgekit.errors import InputError
+
+    check_input_file(path, what)
+    n = 0
+    try:
+        with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
+            for n, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+                except UnicodeDecodeError as e:
+                    raise InputError(f"{path}:{n}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                                     "save the file as UTF-8") from None
+                yield n, line.rstrip("\r\n") if line.endswith("\n") else line
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise InputError(f"{path}: truncated or corrupt gzip file after line {n} ({e})") from None
+
+
 def iter_jsonl(path: str, objects_only: bool = True) -> Iterator[tuple[int, Any]]:
     """``(line_number, value)`` for each non-blank line of a .jsonl (or .jsonl.gz) file (lines count from 1).
 
-    The one jsonl reader every input goes through, so a bad line reads the same everywhere.
+    The one jsonl reader every input goes through, so a bad line reads the same everywhere. A UTF-8
+    byte-order mark is accepted, as for .txt files.
 
     Raises:
-        FileNotFoundError: no such file.
-        ValueError: a line that is not JSON, or (with ``objects_only``) not a JSON object; the message starts
-            with the file and line.
+        InputFileError: no such file, or a folder.
+        InputError: a line that is not JSON, or (with ``objects_only``) not a JSON object, or not UTF-8; the
+            message starts with the file and line.
     """
-    import gzip
     import json
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"input file {path!r} does not exist")
-    opener = gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")
-    with opener as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if objects_only and not isinstance(value, dict):
-                raise ValueError(f"{path}:{n}: expected a JSON object, got {type(value).__name__}")
-            yield n, value
+    from bgekit.errors import InputError
+
+    for n, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if objects_only and not isinstance(value, dict):
+            raise InputError(f"{path}:{n}: expected a JSON object, got {type(value).__name__}")
+        yield n, value

@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from bgekit.errors import ModelError, ModelMismatch
+
 logger = logging.getLogger(__name__)
 
 SPEC_FILE = "bgekit_spec.json"
@@ -35,7 +37,7 @@ INSTRUCT_QUERY = "Instruct: {}\nQuery: {}"
 ICL_QUERY = "<instruct>{}\n<query>{}"
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(ModelMismatch):
     """A model name that bgekit cannot resolve to a model kind."""
 
 
@@ -192,6 +194,7 @@ def lookup(name_or_path: str, table: dict[str, ModelSpec]) -> ModelSpec | None:
 
 
 def close_matches(name_or_path: str, table: dict[str, ModelSpec]) -> list[str]:
+    """Up to 5 names of ``table`` that look like ``name_or_path`` (its last part; case-insensitive)."""
     name = model_name(name_or_path)
     by_lower = {k.lower(): k for k in table}
     return [by_lower[m] for m in difflib.get_close_matches(name.lower(), list(by_lower), n=5, cutoff=0.5)]
@@ -205,7 +208,7 @@ def read_spec_file(folder: str) -> ModelSpec | None:
         try:
             data = json.load(f)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from e
+            raise ModelError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); fix or delete this file") from None
     return ModelSpec.from_json(data, where=path)
 
 

@@ -67,17 +67,17 @@ def test_bad_input_names_file_and_line(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"bad.jsonl:2"):
         read_queries(src)
     out = tmp_path / "x.jsonl"
-    assert main(["rerank", src, "-o", str(out), "--model", XLMR]) == 1
+    assert main(["rerank", src, "-o", str(out), "--model", XLMR]) == 3  # input error
     assert "bad.jsonl:2" in capsys.readouterr().err and not out.exists()
     src = _write_jsonl(tmp_path / "bad2.jsonl", [{"query": "q", "passages": [{"body": "p"}]}])
-    assert main(["rerank", src, "--model", XLMR]) == 1
+    assert main(["rerank", src, "--model", XLMR]) == 3
     assert "passages[0]" in capsys.readouterr().err
     txt = tmp_path / "p.txt"
     txt.write_text("p\n", encoding="utf-8")
-    assert main(["rerank", str(txt), "--model", XLMR]) == 1  # a .txt needs --query
+    assert main(["rerank", str(txt), "--model", XLMR]) == 2  # usage: a .txt needs --query
     assert "--query" in capsys.readouterr().err
-    assert main(["rerank", str(tmp_path / "nope.jsonl"), "--model", XLMR]) == 1
+    assert main(["rerank", str(tmp_path / "nope.jsonl"), "--model", XLMR]) == 3
     assert "does not exist" in capsys.readouterr().err
     good = _write_jsonl(tmp_path / "good.jsonl", [{"query": "q", "passages": ["p"]}])
-    assert main(["rerank", good, "--model", str(GOLDEN / "models" / "bert-embedder")]) == 1
+    assert main(["rerank", good, "--model", str(GOLDEN / "models" / "bert-embedder")]) == 4  # model error
     assert "not in bgekit's reranker table" in capsys.readouterr().err

@@ -31,10 +31,10 @@ def test_eval_beir_dense_with_minilm(tmp_path, capsys):
 
 
 def test_eval_errors_are_reported_not_raised(tmp_path, capsys):
-    assert main(["eval", "beir", "--dataset-dir", str(tmp_path / "missing"), "--retrieval", "bm25"]) == 1
+    assert main(["eval", "beir", "--dataset-dir", str(tmp_path / "missing"), "--retrieval", "bm25"]) == 3
     assert "does not exist" in capsys.readouterr().err
     root = make_beir(str(tmp_path / "tiny"))
     with open(os.path.join(root, "queries.jsonl"), "a") as f:
         f.write("{not json\n")
-    assert main(["eval", "beir", "--dataset-dir", root, "--retrieval", "bm25"]) == 1
+    assert main(["eval", "beir", "--dataset-dir", root, "--retrieval", "bm25"]) == 3
     assert "queries.jsonl:4: not valid JSON" in capsys.readouterr().err

@@ -42,22 +42,22 @@ def test_build_search_add_delete_info(tmp_path, capsys):
     assert "query: panda" in capsys.readouterr().out
 
 
-def test_errors_exit_1_with_a_message(tmp_path, capsys):
+def test_errors_exit_with_their_class_code_and_a_message(tmp_path, capsys):
     ix = str(tmp_path / "ix")
     assert main(["index", "build", "--model", BERT, "--corpus", DEFAULT_SAMPLE, "--index-dir", ix, "--device", "cpu"]) == 0
     capsys.readouterr()
-    assert main(["search", "--index-dir", ix, "x", "--model", M3, "--device", "cpu"]) == 1
+    assert main(["search", "--index-dir", ix, "x", "--model", M3, "--device", "cpu"]) == 4  # model mismatch
     assert "kind='encoder'" in capsys.readouterr().err
-    assert main(["search", "--index-dir", ix, "x", "--mode", "sparse", "--device", "cpu"]) == 1
+    assert main(["search", "--index-dir", ix, "x", "--mode", "sparse", "--device", "cpu"]) == 2  # usage
     assert "sparse search needs sparse vectors" in capsys.readouterr().err
-    assert main(["index", "delete", "--index-dir", ix, "--ids", "nope"]) == 1
+    assert main(["index", "delete", "--index-dir", ix, "--ids", "nope"]) == 2
     assert "not in the index: 'nope'" in capsys.readouterr().err
     assert main(["index", "delete", "--index-dir", ix, "--ids", "nope", "--ignore-missing"]) == 0
-    assert main(["index", "build", "--model", BERT, "--corpus", DEFAULT_SAMPLE, "--index-dir", ix]) == 1
+    assert main(["index", "build", "--model", BERT, "--corpus", DEFAULT_SAMPLE, "--index-dir", ix]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["search", "--index-dir", ix, "x", "--filter", "novalue", "--device", "cpu"]) == 1
+    assert main(["search", "--index-dir", ix, "x", "--filter", "novalue", "--device", "cpu"]) == 2
     assert "FIELD=VALUE" in capsys.readouterr().err
-    assert main(["index", "info", "--index-dir", str(tmp_path / "none")]) == 1
+    assert main(["index", "info", "--index-dir", str(tmp_path / "none")]) == 3  # input: not an index
 
 
 def test_export_qdrant_local(tmp_path, capsys):

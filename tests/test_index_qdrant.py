@@ -60,7 +60,7 @@ def test_hybrid_filter_and_model_check(setup):
     assert all(h.metadata["lang"] == "de" for h in res.hits)
     with pytest.raises(IndexModelMismatch, match="kind='m3'"):
         QdrantSearcher(client, "docs", Embedder(str(GOLDEN / "models" / "bert-embedder"), devices="cpu"))
-    with pytest.raises(ValueError, match="exists; pass overwrite=True"):
+    with pytest.raises(ValueError, match=r"exists; replace it with overwrite=True \(bgekit index export-qdrant --overwrite\)"):
         export_to_qdrant(store, client, "docs", show_progress=False)
 
 

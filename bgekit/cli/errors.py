@@ -6,7 +6,6 @@ The classes and codes are :data:`bgekit.errors.EXIT_CODES` (docs/errors.md). ``-
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -37,13 +36,6 @@ def debug_requested(flag: bool = False) -> bool:
 def extra_for(module: str, command: str | None) -> str | None:
     top = module.split(".")[0]
     return COMMAND_EXTRAS.get(command or "", {}).get(top) or EXTRAS.get(top)
-
-
-def check_extras(*modules: str) -> None:
-    """Raise ModuleNotFoundError for the first of ``modules`` that is not installed (cheap: no import)."""
-    for module in modules:
-        if importlib.util.find_spec(module) is None:
-            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
 
 
 def classify(error: BaseException, command: str | None = None) -> tuple[str, str]:

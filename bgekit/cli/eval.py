@@ -9,8 +9,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
+
+from bgekit.cli.checks import check_devices, check_extras, check_input, check_output, positive_int
+from bgekit.errors import UsageError
 
 _SHOWN = ("ndcg@10", "recall@100", "mrr@10", "map@10", "precision@10")
 
@@ -113,8 +117,36 @@ def _finish(report: dict, args: argparse.Namespace) -> int:
     return 0
 
 
+def _precheck(args: argparse.Namespace) -> None:
+    """Everything that can be checked before a model loads: packages, devices, output paths, settings."""
+    from bgekit.eval.retrieval import outputs_for
+
+    needs = ["pytrec_eval"] + (["bm25s", "Stemmer"] if args.retrieval == "bm25" else ["faiss"])
+    check_extras(*needs, *(["matplotlib"] if args.plot else []))
+    check_devices(args.device)
+    check_output(args.output, "--output", (".json",))
+    check_output(args.markdown, "--markdown")
+    check_output(args.plot, "--plot", (".png",))
+    outputs_for(args.retrieval)
+    _config(args)  # EvalConfig validates every setting (k values, BM25 k1/b, fusion weights, cache folder)
+    if args.retrieval == "bm25":
+        given = [o for o, v in (("--query-instruction", args.query_instruction),
+                                ("--passage-instruction", args.passage_instruction),
+                                ("--max-length", args.max_length), ("--cache-dir", args.cache_dir)) if v is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} cannot apply with --retrieval bm25 (no embedder is used)")
+
+
 def cmd_beir(args: argparse.Namespace) -> int:
     from bgekit.eval.runner import evaluate_beir
+
+    _precheck(args)
+    for folder in args.dataset_dir:
+        if not os.path.isdir(folder):
+            from bgekit.errors import InputFileError
+
+            raise InputFileError(f"--dataset-dir {folder!r} " + ("is a file; expected a dataset folder"
+                                                                 if os.path.exists(folder) else "does not exist"))
 
     report = evaluate_beir(args.dataset_dir, model=args.model, splits=args.split or ["test"], reranker=args.reranker,
                            config=_config(args), layout=args.layout, model_kwargs=_model_kwargs(args),
@@ -126,6 +158,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from bgekit.eval.hub import load_benchmark
     from bgekit.eval.runner import evaluate_retrieval, make_report
 
+    _precheck(args)
     config = _config(args)
     data = [load_benchmark(args.family, n, args.split, args.data_root) for n in args.names]
     model = None
@@ -145,8 +178,19 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from bgekit.eval.report import markdown_table, plot_curves, read_json, run_label
 
-    runs = [(run_label(r), r) for r in (read_json(p) for p in args.results)]
-    table = markdown_table(runs, args.metrics.split(","))
+    check_output(args.markdown, "--markdown")
+    check_output(args.plot, "--plot", (".png",))
+    if args.plot:
+        check_extras("matplotlib")
+    runs = [(run_label(r), r) for r in (read_json(check_input(p, "results file")) for p in args.results)]
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    known = {m for _, r in runs for entry in r.get("datasets", {}).values()
+             for split in entry.get("splits", {}).values() for m in split.get("metrics", {})}
+    unknown = [m for m in metrics if m not in known]
+    if unknown or not metrics:
+        raise UsageError(f"--metrics: {', '.join(unknown) or 'none given'} not in these results; "
+                         f"available: {', '.join(sorted(known, key=_metric_order))}")
+    table = markdown_table(runs, metrics)
     print(table)
     if args.markdown:
         from bgekit.io import atomic_write_text
@@ -157,26 +201,31 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metric_order(name: str) -> tuple[str, int]:
+    base, _, k = name.partition("@")
+    return base, int(k) if k.isdigit() else 0
+
+
 def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="all-MiniLM-L6-v2", help="embedder name or folder (default: all-MiniLM-L6-v2)")
     p.add_argument("--retrieval", default="dense", choices=["dense", "sparse", "dense+sparse", "bm25"])
     p.add_argument("--reranker", help="rerank the first stage with this reranker (name or folder)")
-    p.add_argument("--rerank-top-k", type=int, default=100)
+    p.add_argument("--rerank-top-k", type=positive_int, default=100)
     p.add_argument("--rerank-interpolation", type=float, default=0.0, metavar="W",
                    help="weight of the first-stage score mixed into the reranked score, 0..1 (default 0: the "
                         "reranker alone); both are z-normalised per query")
-    p.add_argument("--rerank-batch-size", type=int)
-    p.add_argument("--reranker-max-length", type=int)
-    p.add_argument("--batch-size", type=int, help="encoding batch size (scores do not depend on it)")
-    p.add_argument("--max-length", type=int, help="tokens per query and passage (default: the model's)")
-    p.add_argument("--query-max-length", type=int)
-    p.add_argument("--passage-max-length", type=int)
+    p.add_argument("--rerank-batch-size", type=positive_int)
+    p.add_argument("--reranker-max-length", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int, help="encoding batch size (scores do not depend on it)")
+    p.add_argument("--max-length", type=positive_int, help="tokens per query and passage (default: the model's)")
+    p.add_argument("--query-max-length", type=positive_int)
+    p.add_argument("--passage-max-length", type=positive_int)
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"])
     p.add_argument("--device", action="append", help="device, repeatable")
     p.add_argument("--query-instruction", help="override the model's query instruction ('' for none)")
     p.add_argument("--passage-instruction", help="override the model's passage instruction ('' for none)")
     p.add_argument("--k-values", type=_ints, default=[1, 3, 5, 10, 100, 1000], help="metric cutoffs, e.g. 1,10,100")
-    p.add_argument("--search-top-k", type=int, default=1000, help="documents retrieved per query")
+    p.add_argument("--search-top-k", type=positive_int, default=1000, help="documents retrieved per query")
     p.add_argument("--keep-self", action="store_true",
                    help="keep a retrieved document whose id equals the query id (BEIR/MTEB drop it; so do we by default)")
     p.add_argument("--index-factory", default="Flat", help="FAISS index: Flat (exact, default), HNSW32, IVF1024,Flat ...")

@@ -7,6 +7,9 @@ import os
 import sys
 from typing import Any
 
+from bgekit.cli.checks import check_devices, check_extras, check_input, check_output_dir, positive_int, refuse
+from bgekit.errors import UsageError
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
@@ -49,8 +52,18 @@ def _search_params(args: argparse.Namespace) -> dict | None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from bgekit.index.documents import read_corpus
+    from bgekit.index.generation import read_pointer
     from bgekit.index.store import build_index
 
+    if args.colbert and args.dense_only:
+        raise UsageError("--colbert and --dense-only contradict each other: --dense-only stores dense vectors only")
+    check_extras("faiss", "scipy")  # before the model loads: a missing package is named at once
+    check_input(args.corpus, "--corpus")
+    check_output_dir(args.index_dir, "--index-dir")
+    check_devices(args.device)
+    if os.path.isdir(args.index_dir) and read_pointer(args.index_dir) is not None and not args.overwrite:
+        raise UsageError(f"an index already exists in {args.index_dir!r}; add to it (bgekit index add), "
+                         "or rebuild it with --overwrite")
     docs = read_corpus(args.corpus)
     model = _load_model(args.model or DEFAULT_MODEL, args)
     outputs = ("dense",) if args.dense_only else None
@@ -66,7 +79,10 @@ def cmd_add(args: argparse.Namespace) -> int:
     from bgekit.index.documents import read_corpus
     from bgekit.index.store import open_index
 
+    check_extras("faiss", "scipy")
     store = open_index(args.index_dir)
+    check_input(args.corpus, "--corpus")
+    check_devices(args.device)
     docs = read_corpus(args.corpus)
     store.add(docs, _index_model(args, store), upsert=args.upsert, batch_size=args.batch_size)
     print(f"added {len(docs)} documents to {store.path}: {store.count} in all ({store.generation})", file=sys.stderr)
@@ -76,10 +92,11 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_delete(args: argparse.Namespace) -> int:
     from bgekit.index.store import open_index
 
+    from bgekit.io import iter_lines
+
     ids = list(args.ids or [])
     if args.ids_file:
-        with open(args.ids_file, encoding="utf-8") as f:
-            ids += [line.strip() for line in f if line.strip()]
+        ids += [line.strip() for _, line in iter_lines(check_input(args.ids_file, "--ids-file")) if line.strip()]
     if not ids:
         raise ValueError("give document ids to delete: --ids ID ... or --ids-file FILE")
     store = open_index(args.index_dir)
@@ -93,7 +110,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     from bgekit.index.store import open_index
 
+    check_extras("faiss", "scipy")
     store = open_index(args.index_dir)
+    store.check()  # the full check: a damaged document table is reported, not described as healthy
     m = dict(store.manifest)
     m["model"] = {k: v for k, v in m["model"].items() if k != "probe"}
     if args.json:
@@ -112,6 +131,7 @@ def cmd_export_qdrant(args: argparse.Namespace) -> int:
     from bgekit.index.qdrant import export_to_qdrant, qdrant_client
     from bgekit.index.store import open_index
 
+    check_extras("qdrant_client", "faiss", "scipy")
     client = qdrant_client(url=args.qdrant_url, path=args.qdrant_path, api_key=os.environ.get("QDRANT_API_KEY"))
     n = export_to_qdrant(open_index(args.index_dir), client, args.collection, overwrite=args.overwrite)
     print(f"exported {n} documents to Qdrant collection {args.collection!r}", file=sys.stderr)
@@ -139,6 +159,9 @@ def search_index(args: argparse.Namespace) -> int:
     from bgekit.index.search import Searcher
     from bgekit.index.store import open_index
 
+    refuse(args, {"--corpus": None, "--field": None}, "with --index-dir (the index holds the documents)")
+    check_extras("faiss", "scipy")
+    check_devices(args.device)
     store = open_index(args.index_dir, search_params=_search_params(args))
     searcher = Searcher(store, _index_model(args, store), _load_reranker(args.reranker, args))
     results = searcher.search(list(args.query), top_k=args.top_k, mode=args.mode, fusion=args.fusion,
@@ -159,21 +182,22 @@ def search_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def extend_search(p: argparse.ArgumentParser, plain) -> None:
+def extend_search(p: argparse.ArgumentParser, plain, default_corpus: str) -> None:
     """Give `bgekit search` the index options; without --index-dir it runs ``plain`` (the small-corpus search)."""
     p.add_argument("--index-dir", help="search a persisted index (bgekit index build) instead of --corpus")
     p.add_argument("--mode", choices=["dense", "sparse", "hybrid"], default="dense")
     p.add_argument("--fusion", choices=["weighted_sum", "rrf"], default="weighted_sum")
     p.add_argument("--colbert", action="store_true", help="rescore candidates with ColBERT vectors")
-    p.add_argument("--candidates", type=int, default=None, help="candidates per signal (default: top-k, or 100)")
+    p.add_argument("--candidates", type=positive_int, default=None, help="candidates per signal (default: top-k, or 100)")
     p.add_argument("--reranker", default=None, help="rerank the candidates with this reranker")
-    p.add_argument("--rerank-depth", type=int, default=None)
+    p.add_argument("--rerank-depth", type=positive_int, default=None, help="candidates the reranker scores")
     p.add_argument("--filter", action="append", metavar="FIELD=VALUE", help="exact metadata value, repeatable")
-    p.add_argument("--ef-search", type=int, default=None, help="HNSW efSearch")
+    p.add_argument("--ef-search", type=positive_int, default=None, help="HNSW efSearch")
 
     def run(args: argparse.Namespace) -> int:
         if args.index_dir:
             return search_index(args)
+        args.corpus = args.corpus or default_corpus
         args.model = args.model or DEFAULT_MODEL
         return plain(args)
 
@@ -182,8 +206,8 @@ def extend_search(p: argparse.ArgumentParser, plain) -> None:
 
 def _model_args(p: argparse.ArgumentParser, model_help: str) -> None:
     p.add_argument("--model", default=None, help=model_help)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--max-length", type=int, default=None, help="tokens per text (default: the model's)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="texts per forward pass (default: the model's)")
+    p.add_argument("--max-length", type=positive_int, default=None, help="tokens per text (default: the model's)")
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None)
     p.add_argument("--device", action="append", help="device, repeatable (default: all GPUs or CPU)")
 
@@ -199,7 +223,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dense-only", action="store_true", help="BGE-M3: store dense vectors only")
     p.add_argument("--factory", default="Flat", help="FAISS index: Flat (exact, default), HNSW32, IVF256,Flat ...")
     p.add_argument("--metric", choices=["ip", "l2"], default="ip")
-    p.add_argument("--ef-search", type=int, default=None, help="HNSW efSearch recorded with the index")
+    p.add_argument("--ef-search", type=positive_int, default=None, help="HNSW efSearch recorded with the index")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index")
     p.set_defaults(func=cmd_build)
     p = isub.add_parser("add", help="add (or --upsert) documents from a .jsonl corpus")

@@ -12,6 +12,8 @@ import json
 import sys
 from typing import Any, Callable
 
+from bgekit.cli.checks import check_devices, check_input, check_output, positive_int, refuse
+from bgekit.errors import InputError, UsageError
 from bgekit.io import iter_jsonl
 
 DEFAULT_RERANKER = "BAAI/bge-reranker-v2-m3"
@@ -23,7 +25,7 @@ def _passage(value: Any, where: str, index: int) -> tuple[str | None, str]:
     if isinstance(value, dict) and isinstance(value.get("text"), str):
         pid = value.get("id")
         return (None if pid is None else str(pid)), value["text"]
-    raise ValueError(f"{where}: passages[{index}] must be a string or an object with a string 'text'")
+    raise InputError(f"{where}: passages[{index}] must be a string or an object with a string 'text'")
 
 
 def read_queries(path: str) -> list[dict]:
@@ -40,7 +42,7 @@ def read_queries(path: str) -> list[dict]:
     for n, obj in iter_jsonl(path):
         where = f"{path}:{n}"
         if not isinstance(obj.get("query"), str) or not isinstance(obj.get("passages"), list):
-            raise ValueError(f"{where}: expected an object with a string 'query' and a list 'passages'")
+            raise InputError(f"{where}: expected an object with a string 'query' and a list 'passages'")
         parsed = [_passage(p, where, i) for i, p in enumerate(obj["passages"])]
         ids = [pid if pid is not None else str(i) for i, (pid, _) in enumerate(parsed)]
         has_ids = any(pid is not None for pid, _ in parsed)
@@ -77,15 +79,17 @@ def cmd_rerank(args: argparse.Namespace) -> int:
     from bgekit.io import atomic_open
     from bgekit.reranker import rank_scores
 
-    if args.top_k is not None and args.top_k < 1:
-        raise ValueError(f"--top-k must be a positive integer, got {args.top_k}")
+    check_input(args.input, "input")
+    check_output(args.output, "--output")
+    check_devices(args.device)
     if args.query is not None:
         from bgekit.cli.embed import read_texts
 
         items = [{"query": args.query, "texts": read_texts(args.input, args.field), "ids": None, "id": None}]
     else:
         if not args.input.endswith(".jsonl"):
-            raise ValueError(f"{args.input!r}: without --query the input must be a .jsonl of {{query, passages}} objects")
+            raise UsageError(f"{args.input!r}: without --query the input must be a .jsonl of {{query, passages}} objects")
+        refuse(args, {"--field": None}, "without --query (passages are read from each line's 'passages')")
         items = read_queries(args.input)
     pairs = [(it["query"], t) for it in items for t in it["texts"]]
     scores = load_scorer(args)(pairs) if pairs else []
@@ -122,15 +126,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help=".jsonl of {query, passages} objects; with --query, a .txt/.jsonl file of passages")
     p.add_argument("-q", "--query", default=None, help="one query for all passages of INPUT")
     p.add_argument("-o", "--output", default=None, help="write results as jsonl here (default: print a table)")
-    p.add_argument("--field", default="text", help="with --query and a .jsonl input: the passage field (default: text)")
+    p.add_argument("--field", default=None, help="with --query and a .jsonl input: the passage field (default: text)")
     # Required: no reranker ships with bgekit, so a default would be a hub download that fails offline.
     p.add_argument("--model", required=True, help=f"reranker name or folder, e.g. {DEFAULT_RERANKER} (a hub download) "
                    "or a local folder; required, as no reranker ships with bgekit")
-    p.add_argument("--top-k", type=int, default=None, help="keep this many passages per query (default: all)")
+    p.add_argument("--top-k", type=positive_int, default=None, help="keep this many passages per query (default: all)")
     p.add_argument("--normalize", action="store_true", help="sigmoid scores to 0..1")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table (without -o)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=None, help="tokens per pair (default: 512)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="pairs per forward pass (default: 32)")
+    p.add_argument("--max-length", type=positive_int, default=None,
+                   help="tokens per pair, at most the model's position limit (default: 512)")
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None,
                    help="default: fp16 on GPU, fp32 on CPU; bf16 is fast on CPUs with bf16 units")
     p.add_argument("--device", action="append", help="device, repeatable for several (default: all GPUs or CPU)")

@@ -18,6 +18,7 @@ import os
 import re
 from typing import Any, Sequence
 
+from bgekit.errors import InputError
 from bgekit.io import atomic_open, atomic_write_text
 
 DEFAULT_TABLE_METRICS = ("ndcg@10", "recall@100", "mrr@10", "map@10", "precision@10")
@@ -35,9 +36,11 @@ def read_json(path: str) -> dict[str, Any]:
         try:
             report = json.load(f)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+            raise InputError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
     if not isinstance(report, dict) or "datasets" not in report:
-        raise ValueError(f"{path}: not a bgekit results file (no 'datasets' key)")
+        raise InputError(f"{path}: not a bgekit results file (no 'datasets' key)")
     return report
 
 

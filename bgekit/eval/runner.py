@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from bgekit.errors import ModelMismatch, UsageError
 from bgekit.eval.data import RetrievalData, load_folder
 from bgekit.eval.metrics import DEFAULT_K, RETRIEVAL_METRICS, check_k_values, evaluate_run, qa_recall, ranked
 from bgekit.eval.retrieval import (
@@ -79,6 +81,43 @@ class EvalConfig:
             raise ValueError(f"unknown fusion {self.fusion!r}; valid: weighted_sum, rrf")
         if len(self.weights) != 2:
             raise ValueError(f"weights must be two numbers (dense, sparse), got {self.weights!r}")
+        _check_bm25(self.bm25_k1, self.bm25_b)
+        if self.cache_dir is not None and os.path.exists(self.cache_dir) and not os.path.isdir(self.cache_dir):
+            raise UsageError(f"cache_dir {self.cache_dir!r} (--cache-dir) is a file; give a folder for the cache")
+
+
+def _check_bm25(k1: Any, b: Any) -> None:
+    """BM25's k1 >= 0 (term-frequency saturation) and 0 <= b <= 1 (length normalisation), as in the formula."""
+    if isinstance(k1, bool) or not isinstance(k1, (int, float)) or not k1 >= 0:
+        raise UsageError(f"bm25_k1 (--bm25-k1) must be a number >= 0, got {k1!r}")
+    if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 <= b <= 1:
+        raise UsageError(f"bm25_b (--bm25-b) must be a number in 0..1, got {b!r}")
+
+
+def check_model_fits(model: Any, config: EvalConfig) -> None:
+    """Before any encoding: the retrieval mode fits the model, and the FAISS settings build an index.
+
+    Raises:
+        ModelMismatch: sparse retrieval with a model that has no sparse output.
+        ValueError: a FAISS factory string or search parameter that FAISS refuses.
+    """
+    outputs = outputs_for(config.retrieval)
+    if not outputs:
+        return
+    if model is None:
+        raise UsageError(f"retrieval {config.retrieval!r} needs an embedder")
+    if "sparse" in outputs and not hasattr(model, "encode_multi"):
+        name = getattr(model, "model_name_or_path", type(model).__name__)
+        raise ModelMismatch(f"retrieval {config.retrieval!r} (--retrieval) needs sparse weights, which BGE-M3 models "
+                            f"give; {name!r} is a dense-only embedder: use --retrieval dense or bm25")
+    if "dense" in outputs:
+        from bgekit.index.dense import DenseIndex
+
+        try:
+            DenseIndex(model.dim, factory=config.index_factory, metric="ip", search_params=config.search_params)
+        except (ValueError, RuntimeError, TypeError) as e:
+            raise UsageError(f"--index-factory {config.index_factory!r} / --search-param: FAISS refuses them for "
+                             f"{model.dim}-dimensional vectors ({(str(e).strip().splitlines() or [''])[0]})") from None
 
 
 @dataclass
@@ -139,8 +178,13 @@ def encode_corpus(model: Any, data: RetrievalData, outputs: Sequence[str], confi
     if arrays is not None:
         return arrays_to_encoded(arrays), True
     enc = encode(model, docs, "passage", outputs, config.batch_size, config.show_progress)
-    cache.save(key, encoded_to_arrays(enc), meta={"model": getattr(model, "model_name_or_path", None), "settings": settings,
-                                                  "corpus_fingerprint": data.corpus_fingerprint, "documents": len(docs)})
+    try:  # the cache is optional: a full disk or a read-only folder costs the cache, never the finished run
+        cache.save(key, encoded_to_arrays(enc), meta={"model": getattr(model, "model_name_or_path", None),
+                                                      "settings": settings, "corpus_fingerprint": data.corpus_fingerprint,
+                                                      "documents": len(docs)})
+    except OSError as e:
+        logger.warning("could not write the embedding cache in %s (%s); the evaluation goes on without it",
+                       config.cache_dir, e)
     return enc, False
 
 
@@ -191,6 +235,7 @@ def evaluate_retrieval(data: RetrievalData, model: Any = None, reranker: Any = N
         A :class:`SplitResult` (metrics such as "ndcg@10", per-stage timings in seconds, the run itself).
     """
     config = config or EvalConfig()
+    check_model_fits(model, config)
     times = {"encode": 0.0, "index": 0.0, "search": 0.0, "rerank": 0.0, "metrics": 0.0}
     start = time.perf_counter()
     run, hit = _retrieve(data, model, config, times)

@@ -108,9 +108,29 @@ def _uri(path: str, query: str = "") -> str:
     return "file:" + os.path.abspath(path).replace("%", "%25").replace("?", "%3f").replace("#", "%23") + query
 
 
-def open_readonly(path: str) -> sqlite3.Connection:
-    """A generation's table never changes once written: open it immutable (no locks, no journal)."""
-    return sqlite3.connect(_uri(path, "?mode=ro&immutable=1"), uri=True, check_same_thread=False)
+def open_readonly(path: str, count: int | None = None, full_check: bool = False) -> sqlite3.Connection:
+    """A generation's table never changes once written: open it immutable (no locks, no journal).
+
+    The table is probed (``count`` rows, when given); ``full_check`` also runs SQLite's integrity check.
+
+    Raises:
+        InputError: a damaged or foreign docs.sqlite (the file named).
+    """
+    from bgekit.errors import InputError
+
+    db = sqlite3.connect(_uri(path, "?mode=ro&immutable=1"), uri=True, check_same_thread=False)
+    try:
+        rows = db.execute("SELECT count(*) FROM docs").fetchone()[0]
+        problems = [r[0] for r in db.execute("PRAGMA quick_check").fetchall()] if full_check else ["ok"]
+    except sqlite3.DatabaseError as e:
+        db.close()
+        raise InputError(f"{path}: the index's document table is damaged ({e}); rebuild the index or restore "
+                         "this folder from a copy") from None
+    if problems != ["ok"] or (count is not None and rows != count):
+        db.close()
+        detail = "; ".join(problems[:3]) if problems != ["ok"] else f"{rows} rows where the manifest records {count}"
+        raise InputError(f"{path}: the index's document table is damaged ({detail}); rebuild the index")
+    return db
 
 
 def create_table(path: str) -> sqlite3.Connection:

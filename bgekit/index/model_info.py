@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from bgekit.errors import ModelMismatch
+
 PROBE_TEXT = "bgekit index probe: the giant panda eats bamboo in the mountains of Sichuan, 1869."
 PROBE_MIN_COSINE = 0.999
 # Settings that change query vectors' meaning vs. the stored ones; passage settings matter when adding documents.
@@ -19,7 +21,7 @@ QUERY_FIELDS = ("kind", "dim", "colbert_dim", "pooling", "normalize", "truncate_
 PASSAGE_FIELDS = ("passage_instruction", "passage_instruction_format", "passage_max_length")
 
 
-class IndexModelMismatch(ValueError):
+class IndexModelMismatch(ModelMismatch):
     """The model given to an index is not the one it was built with."""
 
 

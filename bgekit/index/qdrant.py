@@ -41,7 +41,16 @@ def qdrant_client(url: str | None = None, path: str | None = None, api_key: str 
     if (url is None) == (path is None):
         raise ValueError("give exactly one of url (a Qdrant server) or path (local mode folder or ':memory:')")
     if url is not None:
-        return QdrantClient(url=url, api_key=api_key)
+        client = QdrantClient(url=url, api_key=api_key)
+        try:
+            client.get_collections()  # connect now: an unreachable server is one clear error, before any work
+        except Exception as e:  # noqa: BLE001 - the client wraps httpx/grpc errors in several types
+            from bgekit.errors import OutputError
+
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise OutputError(f"cannot reach the Qdrant server at {url} ({reason}); is it running, and is the "
+                              "URL (and $QDRANT_API_KEY) right?") from None
+        return client
     return QdrantClient(location=":memory:") if path == ":memory:" else QdrantClient(path=path)
 
 
@@ -63,7 +72,7 @@ def export_to_qdrant(store: IndexStore, client: Any, collection: str, overwrite:
     m = _models()
     if client.collection_exists(collection):
         if not overwrite:
-            raise ValueError(f"Qdrant collection {collection!r} exists; pass overwrite=True to replace it")
+            raise ValueError(f"Qdrant collection {collection!r} exists; replace it with overwrite=True (bgekit index export-qdrant --overwrite)")
         client.delete_collection(collection)
     info = store.model_info
     distance = m.Distance.DOT if store.manifest["dense"]["metric"] == "ip" else m.Distance.EUCLID

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bgekit.errors import InputError, UsageError
 from bgekit.index import documents as D
 from bgekit.index import generation as G
 from bgekit.index.model_info import ModelInfo
@@ -123,14 +124,13 @@ class IndexStore:
         return True
 
     def _load(self, folder: str) -> None:
-        with open(os.path.join(folder, "manifest.json"), encoding="utf-8") as f:
-            manifest = json.load(f)
-        if manifest.get("format") != "bgekit-index" or manifest.get("version") != 1:
-            raise ValueError(f"{folder}: not a bgekit index of format version 1")
+        manifest = _read_manifest(folder)
         for name, size in manifest["files"].items():
-            actual = os.path.getsize(os.path.join(folder, name))
+            file = os.path.join(folder, name)
+            actual = os.path.getsize(file) if os.path.isfile(file) else None
             if actual != size:
-                raise ValueError(f"{folder}/{name}: {actual} bytes where the manifest records {size}; the index is damaged")
+                raise InputError(f"{file}: {'missing' if actual is None else f'{actual} bytes'} where the manifest "
+                                 f"records {size} bytes; the index is damaged")
         self.manifest, self.folder = manifest, folder
         self.model_info = ModelInfo.from_json(manifest["model"])
         self.outputs, self.count = tuple(manifest["outputs"]), int(manifest["count"])
@@ -150,7 +150,7 @@ class IndexStore:
             self.colbert = (np.memmap(os.path.join(folder, "colbert.f16"), dtype=np.float16, mode="r", shape=(total, dim))
                             if total else np.zeros((0, dim), np.float16))
         self.docs_path = os.path.join(folder, "docs.sqlite")
-        self.db = D.open_readonly(self.docs_path)
+        self.db = D.open_readonly(self.docs_path, count=self.count)
         self._filters: dict[str, np.ndarray] = {}
 
     def _dense_index(self, folder: str):
@@ -171,6 +171,15 @@ class IndexStore:
         for name, value in (params or {}).items():
             index._set_param(name, value)
         return index
+
+    def check(self) -> None:
+        """Verify the live generation in full (file sizes, and SQLite's integrity check of the document table).
+
+        Raises:
+            InputError: what is damaged, naming the file.
+        """
+        _read_manifest(self.folder)
+        D.open_readonly(self.docs_path, count=self.count, full_check=True).close()
 
     def documents(self, rows: Sequence[int]) -> dict[int, tuple[str, str, str | None, dict]]:
         """row -> (id, text, title, metadata)."""
@@ -289,6 +298,23 @@ def _fill(writer: G.GenerationWriter, docs: D.Documents, model: Any, vectors: Ve
             bar.update(end - start)
 
 
+def _read_manifest(folder: str) -> dict:
+    path = os.path.join(folder, "manifest.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise InputError(f"{path} is missing; the index is damaged") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not valid JSON ({e}); the index is damaged") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "bgekit-index" or manifest.get("version") != 1:
+        raise InputError(f"{path}: not the manifest of a bgekit index of format version 1")
+    missing = [k for k in ("files", "model", "outputs", "count", "dense") if k not in manifest]
+    if missing:
+        raise InputError(f"{path}: the manifest lacks {', '.join(missing)}; the index is damaged")
+    return manifest
+
+
 def open_index(path: str, search_params: dict | None = None) -> IndexStore:
     """Open an index folder on its live generation.
 
@@ -334,7 +360,8 @@ def build_index(path: str, model: Any, documents: Any, *, outputs: Sequence[str]
     with G.write_lock(path):
         current = G.read_pointer(path)
         if current is not None and not overwrite:
-            raise ValueError(f"an index already exists in {path!r}; add to it, or pass overwrite=True to rebuild")
+            raise UsageError(f"an index already exists in {path!r}; add to it, or rebuild it with overwrite=True "
+                             "(bgekit index build --overwrite)")
         G.collect_garbage(path, current)
         manifest = {"model": info.to_json(), "outputs": list(outputs),
                     "dense": {"factory": factory, "metric": metric, "search_params": search_params or {}}}
