@@ -1,13 +1,12 @@
 """FlagEmbedding's inference example scripts (examples/inference/**.py), run with bgekit.
 
 Each entry of SCRIPTS makes the same calls as one script, with only the import changed: the hub name points at
-a folder of that name holding the golden fixture of the same architecture (HUB), CUDA devices become CPU ones,
-and layer numbers of the 40-layer models map to the tiny fixtures' layers (LAYERS). Each script runs to the end;
-what it prints is then checked: shapes, identical inputs giving identical outputs, and several devices giving
-what one device gives. The README code blocks are in tests/test_compat_readme.py. Scripts on two devices start
-worker processes (10-30 s each on a shared 2-core machine), so they carry the ``slow`` marker (run them with
-``-m slow``); the default run covers several devices in test_compat_surface, test_compat_abc and
-test_compat_pseudo_moe.
+a folder of that name holding the golden fixture of the same architecture, CUDA devices become CPU ones, and the
+40-layer models' layer numbers map to the tiny fixtures' layers (one table: tests/compat_hub.py). Each script
+runs to the end; what it prints is then checked: shapes, identical inputs giving identical outputs, and several
+devices giving what one device gives. The README code blocks are in tests/test_compat_readme.py. Scripts on two
+devices start worker processes (10-90 s each on the shared 2-core machine), so they carry the ``slow`` marker
+(run them with ``-m slow``); the default run covers several devices in test_compat_surface and test_compat_abc.
 """
 from __future__ import annotations
 
@@ -16,60 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from golden import GOLDEN
-from remote_toy import write_toy
+from compat_hub import cpu, layers, make_hub
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TOY = "remote-code pseudo-MoE toy (tests/remote_toy.py)"
-# hub name -> golden fixture of the same architecture
-HUB = {
-    "BAAI/bge-small-en-v1.5": "bert-embedder",
-    "BAAI/bge-base-en-v1.5": "bert-embedder",
-    "BAAI/bge-large-zh-v1.5": "bert-embedder",
-    "BAAI/bge-m3": "m3",
-    "BAAI/bge-multilingual-gemma2": "decoder-embedder",
-    "BAAI/bge-en-icl": "decoder-embedder",
-    "geevec-ai/geevec-embeddings-1.0-lite": TOY,
-    "BAAI/bge-reranker-large": "xlmr-reranker",
-    "BAAI/bge-reranker-v2-m3": "xlmr-reranker",
-    "BAAI/bge-reranker-v2-gemma": "llm-reranker",
-    "BAAI/bge-reranker-v2-minicpm-layerwise": "layerwise-reranker",
-    "BAAI/bge-reranker-v2.5-gemma2-lightweight": "lightweight-reranker",
-}
-# layer numbers of the real 40-layer models -> layers of the tiny fixtures (3 and 4 layers)
-LAYERS = {"layerwise-reranker": {28: 2}, "lightweight-reranker": {28: 3, 24: 2, 40: 4}}
-
-
-def cpu(devices):
-    """The examples' CUDA devices as CPU devices."""
-    if isinstance(devices, list):
-        return [cpu(d) for d in devices]
-    return "cpu" if str(devices).startswith("cuda") else devices
-
-
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    """``hub(name, like=None)``: a folder called like the hub name holding the fixture (``like``: a hub name
-    whose fixture to use, for the docs' "your_model_name_or_path")."""
-    root = tmp_path_factory.mktemp("hub")
-
-    def path(name: str, like: str | None = None) -> str:
-        fixture = HUB[like or name]
-        target = root / fixture.split(" ")[0] / name
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if fixture == TOY:
-                write_toy(target, GOLDEN / "models" / "decoder-embedder", "DomainByForward")
-            else:
-                target.symlink_to(GOLDEN / "models" / fixture, target_is_directory=True)
-        return str(target)
-
-    return path
-
-
-def layers(hub_name: str, values: list[int]) -> list[int]:
-    return [LAYERS[HUB[hub_name]][v] for v in values]
+    """``hub(name, like=None)``: the hub name as a folder holding the fixture (see tests/compat_hub.py)."""
+    return make_hub(tmp_path_factory.mktemp("hub"))
 
 
 def make(entry: str, path: str, **kwargs):

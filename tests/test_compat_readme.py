@@ -3,7 +3,7 @@ examples/inference/embedder/README.md, examples/inference/reranker/README.md), r
 
 Each test makes the block's calls with only the import changed; hub names point at folders of that name holding
 the golden fixture of the same architecture, CUDA devices become "cpu" and the 40-layer models' layer numbers map
-to the fixtures' (tests/test_compat_examples.py: HUB, LAYERS). The blocks that use plain transformers (no
+to the fixtures' (tests/compat_hub.py: HUB, LAYERS). The blocks that use plain transformers (no
 FlagEmbedding import) are not bgekit's to run. Where a golden case makes the same call, the values match it.
 """
 from __future__ import annotations
@@ -12,9 +12,16 @@ import numpy as np
 import pytest
 
 from golden import GOLDEN, assert_close, case_by_id, load_output, resolve_inputs
-from test_compat_examples import EXAMPLES, cpu, hub, layers  # noqa: F401  (hub is a fixture)
+from compat_hub import cpu, layers, make_hub
+from test_compat_examples import EXAMPLES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """``hub(name, like=None)``: the hub name as a folder holding the fixture (see tests/compat_hub.py)."""
+    return make_hub(tmp_path_factory.mktemp("hub"))
+
 
 ZH_INSTRUCTION = "为这个句子生成表示以用于检索相关文章："
 S1, S2 = ["样例数据-1", "样例数据-2"], ["样例数据-3", "样例数据-4"]
