@@ -71,6 +71,10 @@ def test_same_classes_under_every_path():
 
     assert ICLLLMEmbedder is bgekit.FlagICLModel and M3Embedder is bgekit.BGEM3FlagModel
     assert LightweightLLMReranker is bgekit.LightWeightFlagLLMReranker
+    importlib.import_module("bgekit.abc.inference.AbsEmbedder")  # the same-named submodule does not shadow the class
+    from bgekit.abc.inference import AbsEmbedder
+
+    assert AbsEmbedder is bgekit.AbsEmbedder
 
 
 def test_flag_classes_derive_from_the_base_classes():

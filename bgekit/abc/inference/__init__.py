@@ -1,11 +1,9 @@
-"""FlagEmbedding's module path ``FlagEmbedding.abc.inference``: a thin shim over :mod:`bgekit.compat` (names load lazily)."""
+"""FlagEmbedding's module path ``FlagEmbedding.abc.inference``: the base classes ``AbsEmbedder`` and ``AbsReranker``
+(:mod:`bgekit.compat.abstract`). Imported eagerly, as in FlagEmbedding, so the names are the classes even after
+the same-named submodules are imported."""
 from __future__ import annotations
 
-from bgekit._lazy import lazy_names
+from bgekit.abc.inference.AbsEmbedder import AbsEmbedder
+from bgekit.abc.inference.AbsReranker import AbsReranker
 
-_LAZY = {
-    "AbsEmbedder": "bgekit.compat.abstract",
-    "AbsReranker": "bgekit.compat.abstract",
-}
-
-__getattr__, __dir__, __all__ = lazy_names("bgekit.abc.inference", _LAZY, globals())
+__all__ = ["AbsEmbedder", "AbsReranker"]
