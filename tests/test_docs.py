@@ -5,9 +5,9 @@ How a block is run
     what an earlier one wrote), each in a new process: bash blocks with ``bash -euo pipefail``, python blocks
     with this interpreter. Selecting one block with ``-k`` runs the blocks above it first.
   - Hub names are swapped for local models by the one table ``HUB`` below (the embedded all-MiniLM-L6-v2 or
-    the tiny checkpoints in ../shared/golden/models); ``PATHS`` does the same for data paths (``../shared/...``
-    resolves from the repository, and SciFact becomes a small subset so the run stays fast). A block that still
-    names a ``BAAI/`` model fails: add the name to ``HUB``.
+    the tiny checkpoints in ../shared/golden/models); the ``paths`` fixture does the same for paths written
+    relative to the repository (``../shared/...``, ``examples/``, ``benchmarks/``), and SciFact becomes a small
+    subset so the run stays fast. A block that still names a ``BAAI/`` model fails: add the name to ``HUB``.
   - The environment is offline (``HF_HUB_OFFLINE=1``) with one torch thread.
   - Only ``bash``, ``sh`` and ``python`` blocks run. Output samples and file layouts use ``text`` / ``json``
     fences (or none) and are not run.
@@ -145,7 +145,8 @@ def _scifact_subset(folder: Path) -> str:
 @pytest.fixture(scope="session")
 def paths(tmp_path_factory) -> dict[str, str]:
     scifact = _scifact_subset(tmp_path_factory.mktemp("scifact-subset"))
-    return {"../shared/data/scifact": scifact, "../shared/": str(SHARED) + "/", "examples/": str(ROOT / "examples") + "/"}
+    return {"../shared/data/scifact": scifact, "../shared/": str(SHARED) + "/", "examples/": str(ROOT / "examples") + "/",
+            "benchmarks/": str(ROOT / "benchmarks") + "/"}
 
 
 def _env() -> dict[str, str]:
