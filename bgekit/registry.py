@@ -222,11 +222,19 @@ def write_spec_file(folder: str, spec: ModelSpec) -> str:
 
 
 def _json(path: str) -> dict[str, Any]:
+    """A model folder's JSON file as a dict ({} when absent); ModelError naming the file and line when malformed."""
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
+            data = json.load(f)
+    except (FileNotFoundError, NotADirectoryError):
         return {}
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{path}:{e.lineno}: the model's {os.path.basename(path)} is not valid JSON ({e.msg})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ModelError(f"{path}: the model's {os.path.basename(path)} cannot be read ({e})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: the model's {os.path.basename(path)} must hold a JSON object, got {type(data).__name__}")
+    return data
 
 
 def spec_from_files(folder: str, base: ModelSpec | None = None) -> ModelSpec | None:

@@ -21,10 +21,18 @@ SUBCOMMANDS = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a short usage error: the problem and where to read the options (two lines, exit code 2),
+    not the whole usage block. Subcommand parsers are of this class too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n  (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bgekit import __version__
 
-    parser = argparse.ArgumentParser(prog="bgekit", description="Search and RAG retrieval in the BGE tradition.",
+    parser = Parser(prog="bgekit", description="Search and RAG retrieval in the BGE tradition.",
                                      epilog="Exit codes: 0 ok, 1 unexpected, 2 usage, 3 input, 4 model, 5 I/O, "
                                             "6 missing package, 130 interrupted (docs/errors.md).")
     parser.add_argument("--version", action="version", version=f"bgekit {__version__}")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+
+from bgekit.cli.checks import check_input
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,11 +162,24 @@ def parse_label_args(argv: list[str] | None):
     return files, runtime, reranker
 
 
+def _precheck(files: FileArguments, runtime: RuntimeArguments, *packages: str) -> None:
+    """Before any model loads: the packages, the devices, the input and whether the output can be written."""
+    from bgekit.cli.checks import check_devices, check_extras, check_output
+
+    check_extras(*packages)
+    check_devices(runtime.devices)
+    check_input(files.input_file, "--input_file")
+    check_output(files.output_file, "--output_file")
+
+
 def run_mine(argv: list[str]) -> int:
     from bgekit.cli.embed import read_texts
     from bgekit.train.mine import FalseNegativeFilter, MineConfig, mine_file
 
     files, m, runtime, emb_args, rr_args = parse_mine_args(argv)
+    _precheck(files, runtime, "faiss")
+    if m.candidate_pool:
+        check_input(m.candidate_pool, "--candidate_pool")
     flt = None
     if rr_args.reranker_name_or_path:
         flt = FalseNegativeFilter(load_reranker_from(rr_args, runtime), m.false_negative_mode, m.false_negative_threshold,
@@ -180,6 +195,7 @@ def run_label(argv: list[str]) -> int:
     from bgekit.train.label import label_file
 
     files, runtime, rr_args = parse_label_args(argv)
+    _precheck(files, runtime)
     stats = label_file(load_reranker_from(rr_args, runtime), files.input_file, files.output_file, rr_args.reranker_batch_size)
     print(f"wrote {files.output_file}: {json.dumps(stats)}")
     return 0

@@ -24,6 +24,10 @@ TRAINERS = {
 
 def _train(argv: list[str], parse, train, describe) -> int:
     """Parse the options, train, save into --output_dir, print what was saved where."""
+    from bgekit.cli.checks import check_extras
+
+    # before anything loads: the Trainer needs accelerate, LoRA needs peft (named with their extra, not a traceback)
+    check_extras("accelerate", *(["peft"] if any(a.replace("-", "_").startswith("__use_lora") for a in argv) else []))
     model_args, data_args, training_args = parse(argv)
     if training_args.should_log:
         logging.getLogger("bgekit").setLevel(logging.INFO)

@@ -18,7 +18,6 @@ Only the queries named in the chosen split's qrels are evaluated. Documents are 
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
 import json
 import logging
@@ -26,7 +25,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from bgekit.io import iter_jsonl
+from bgekit.errors import InputError
+from bgekit.io import iter_jsonl, iter_lines
 
 logger = logging.getLogger(__name__)
 
@@ -117,20 +117,16 @@ class RetrievalData:
 
 # ---------------------------------------------------------------- file readers
 
-def _open_text(path: str):
-    return gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8", newline="")
-
-
 def _field(obj: dict, key: str, path: str, n: int, kind: type = str, default: Any = ...) -> Any:
     value = obj.get(key, default)
     if value is ...:
-        raise ValueError(f"{path}:{n}: missing field {key!r} (fields present: {sorted(obj)})")
+        raise InputError(f"{path}:{n}: missing field {key!r} (fields present: {sorted(obj)})")
     if value is None and default is not ...:
         return default
     if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool) and key in ("_id", "id", "qid", "docid"):
         return str(value)  # numeric ids are ids all the same
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise ValueError(f"{path}:{n}: field {key!r} must be {kind.__name__}, got {type(value).__name__}")
+        raise InputError(f"{path}:{n}: field {key!r} must be {kind.__name__}, got {type(value).__name__}")
     return value
 
 
@@ -139,13 +135,13 @@ def read_corpus(path: str, id_key: str) -> tuple[list[str], list[str], list[str]
     for n, obj in iter_jsonl(path):
         doc_id = _field(obj, id_key, path, n)
         if doc_id in seen:
-            raise ValueError(f"{path}:{n}: duplicate document id {doc_id!r} (first on line {seen[doc_id]})")
+            raise InputError(f"{path}:{n}: duplicate document id {doc_id!r} (first on line {seen[doc_id]})")
         seen[doc_id] = n
         ids.append(doc_id)
         titles.append(_field(obj, "title", path, n, default=""))
         texts.append(_field(obj, "text", path, n))
     if not ids:
-        raise ValueError(f"{path}: the corpus is empty; there is nothing to retrieve")
+        raise InputError(f"{path}: the corpus is empty; there is nothing to retrieve")
     return ids, titles, texts
 
 
@@ -158,21 +154,21 @@ def read_qrels_tsv(path: str) -> dict[str, dict[str, int]]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} does not exist")
     qrels: dict[str, dict[str, int]] = {}
-    with _open_text(path) as f:
-        for n, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
-            row = [c.strip() for c in row]
-            if not row or row == [""]:
-                continue
-            if n == 1 and row[-1].lower() in ("score", "relevance"):
-                continue
-            if len(row) == 4:  # TREC style: qid, iteration, docid, relevance
-                row = [row[0], row[2], row[3]]
-            if len(row) != 3:
-                raise ValueError(f"{path}:{n}: expected 3 tab-separated columns (query-id, corpus-id, score), got {len(row)}")
-            try:
-                qrels.setdefault(row[0], {})[row[1]] = int(float(row[2]))
-            except ValueError:
-                raise ValueError(f"{path}:{n}: relevance score {row[2]!r} is not a number") from None
+    lines = (line for _, line in iter_lines(path))  # UTF-8 checked per line; a truncated .gz is named
+    for n, row in enumerate(csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
+        row = [c.strip() for c in row]
+        if not row or row == [""]:
+            continue
+        if n == 1 and row[-1].lower() in ("score", "relevance"):
+            continue
+        if len(row) == 4:  # TREC style: qid, iteration, docid, relevance
+            row = [row[0], row[2], row[3]]
+        if len(row) != 3:
+            raise InputError(f"{path}:{n}: expected 3 tab-separated columns (query-id, corpus-id, score), got {len(row)}")
+        try:
+            qrels.setdefault(row[0], {})[row[1]] = int(float(row[2]))
+        except ValueError:
+            raise InputError(f"{path}:{n}: relevance score {row[2]!r} is not a number") from None
     return qrels
 
 

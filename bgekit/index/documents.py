@@ -86,10 +86,12 @@ def as_documents(items: Iterable[Any], source: str = "documents") -> Documents:
 
 def read_corpus(path: str) -> Documents:
     """Read a .jsonl corpus (see module docstring); errors name the file and line."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"corpus file {path!r} does not exist")
-    if not path.endswith(".jsonl"):
-        raise ValueError(f"corpus {path!r}: expected a .jsonl file with one {{'id', 'text'}} object per line")
+    from bgekit.errors import InputError
+    from bgekit.io import check_input_file
+
+    check_input_file(path, "corpus file")
+    if not path.endswith((".jsonl", ".jsonl.gz")):
+        raise InputError(f"corpus {path!r}: expected a .jsonl file with one {{'id', 'text'}} object per line")
     objs, lines = [], []
     for n, obj in iter_jsonl(path, objects_only=False):
         objs.append(obj)
@@ -99,7 +101,7 @@ def read_corpus(path: str) -> Documents:
     except ValueError as e:  # "line[3]: ..." -> "file:line: ..."
         msg = str(e)
         pos = int(msg[msg.index("[") + 1: msg.index("]")])
-        raise ValueError(f"{path}:{lines[pos]}{msg[msg.index(']') + 1:]}") from None
+        raise InputError(f"{path}:{lines[pos]}{msg[msg.index(']') + 1:]}") from None
 
 
 # ---------------------------------------------------------------- the SQLite table
