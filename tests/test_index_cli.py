@@ -70,14 +70,19 @@ def test_export_qdrant_local(tmp_path, capsys):
 
 
 def test_serve_builds_the_app_and_binds_loopback_by_default(tmp_path, monkeypatch):
-    import uvicorn
+    import bgekit.serve.runner
 
     seen = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, log_level: seen.update(app=app, host=host, port=port))
+
+    def run(app, sock, **kwargs):  # instead of serving: record what would be served, where
+        seen.update(app=app, address=sock.getsockname()[:2])
+        sock.close()
+
+    monkeypatch.setattr(bgekit.serve.runner, "run", run)
     monkeypatch.setenv("BGEKIT_API_KEY", "k")
-    assert main(["serve", "--model", BERT, "--reranker", RERANKER, "--port", "8123", "--device", "cpu",
+    assert main(["serve", "--model", BERT, "--reranker", RERANKER, "--port", "0", "--device", "cpu",
                  "--max-client-batch-size", "4"]) == 0
-    assert seen["host"] == "127.0.0.1" and seen["port"] == 8123
+    assert seen["address"][0] == "127.0.0.1" and seen["address"][1] > 0
     engine = seen["app"].state.engine
     assert engine.config.api_key == "k" and engine.config.max_client_batch_size == 4 and engine.reranker is not None
     args = build_parser().parse_args(["search", "q"])
