@@ -91,11 +91,12 @@ def run(m: Mutation, timeout: int) -> dict:
         golden = os.environ.get("BGEKIT_GOLDEN", os.path.join(os.path.dirname(ROOT), "shared", "golden"))
         env = dict(os.environ, BGEKIT_GOLDEN=golden, PYTHONPATH=tree + os.pathsep + os.environ.get("PYTHONPATH", ""))
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *m.tests],
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-rf", "-p", "no:cacheprovider", *m.tests],
                               cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
-        tail = (proc.stdout.strip().splitlines() or [""])[-1]
+        lines = proc.stdout.strip().splitlines() or [""]
+        failed = next((ln.split()[1] for ln in lines if ln.startswith("FAILED ")), None)
         return {"mutation": m.name, "file": m.path, "tests": list(m.tests), "caught": proc.returncode != 0,
-                "seconds": round(time.perf_counter() - start, 1), "pytest": tail}
+                "caught_by": failed, "seconds": round(time.perf_counter() - start, 1), "pytest": lines[-1]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in chosen:
         r = run(m, args.timeout)
         results.append(r)
-        print(f"{'caught  ' if r['caught'] else 'SURVIVED'} {r['mutation']:32s} {r['file']:28s} {r['seconds']:6.1f}s  {r['pytest']}",
+        print(f"{'caught  ' if r['caught'] else 'SURVIVED'} {r['mutation']:32s} {r['file']:28s} {r['seconds']:6.1f}s  {r['caught_by'] or r['pytest']}",
               flush=True)
     caught = sum(r["caught"] for r in results)
     print(f"{caught} of {len(results)} mutations caught")
