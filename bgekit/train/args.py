@@ -206,7 +206,9 @@ def parse_embedder_args(argv: list[str] | None = None):
 
     Example:
         >>> m, d, t = parse_embedder_args(["--model", "all-MiniLM-L6-v2", "--train_data", "x.jsonl",
-        ...                                "--output-dir", "out"])  # doctest: +SKIP
+        ...                                "--output-dir", "out", "--learning-rate", "2e-5"])
+        >>> m.model_name_or_path, d.train_data, t.learning_rate
+        ('all-MiniLM-L6-v2', ['x.jsonl'], 2e-05)
     """
     return parse_dataclass_args((EmbedderModelArguments, EmbedderDataArguments, EmbedderTrainingArguments), argv,
                                 "bgekit train embedder")

@@ -103,7 +103,9 @@ def parse_reranker_args(argv: list[str] | None = None):
 
     Example:
         >>> m, d, t = parse_reranker_args(["--model", "BAAI/bge-reranker-v2-m3", "--train_data", "x.jsonl",
-        ...                                "--output-dir", "out"])  # doctest: +SKIP
+        ...                                "--output-dir", "out", "--train-group-size", "8"])
+        >>> m.model_name_or_path, d.train_data, d.train_group_size
+        ('BAAI/bge-reranker-v2-m3', ['x.jsonl'], 8)
     """
     from bgekit.train.args import parse_dataclass_args
 
