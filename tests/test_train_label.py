@@ -55,13 +55,13 @@ def test_label_errors_are_named(tmp_path, capsys):
     bad = _write(tmp_path / "bad.jsonl", ROWS[:1])
     with open(bad, "a") as f:
         f.write('{"query": "q", "pos": "not a list"}\n')
-    assert main(["label", "--reranker", BERT_RR, "--input", bad, "--output", str(tmp_path / "o.jsonl")]) == 1
+    assert main(["label", "--reranker", BERT_RR, "--input", bad, "--output", str(tmp_path / "o.jsonl")]) == 3  # input
     assert "bad.jsonl:2: 'pos' must be a list of strings" in capsys.readouterr().err
     assert not (tmp_path / "o.jsonl").exists()
-    assert main(["label", "--input", bad, "--output", str(tmp_path / "o.jsonl")]) == 1
+    assert main(["label", "--input", bad, "--output", str(tmp_path / "o.jsonl")]) == 2  # usage
     assert "--reranker (--reranker_name_or_path) is required" in capsys.readouterr().err
     good = _write(tmp_path / "good.jsonl", ROWS[:1])
     layerwise = str(GOLDEN / "models" / "layerwise-reranker")
     assert main(["label", "--reranker", layerwise, "--input", good, "--output", str(tmp_path / "o.jsonl"),
-                 "--cutoff_layers", "2", "3"]) == 1
+                 "--cutoff_layers", "2", "3"]) == 2
     assert "give one exit layer" in capsys.readouterr().err

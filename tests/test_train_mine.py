@@ -151,5 +151,5 @@ def test_mine_options_parse_in_both_spellings(tmp_path):
 
 
 def test_unknown_option_is_named(capsys):
-    assert main(["mine", "--input", "a", "--output", "b", "--negatives", "3"]) == 1
+    assert main(["mine", "--input", "a", "--output", "b", "--negatives", "3"]) == 2  # usage
     assert "unknown option(s) --negatives" in capsys.readouterr().err
