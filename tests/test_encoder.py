@@ -49,11 +49,11 @@ def test_long_text_is_truncated_not_rejected(bert):
 
 
 def test_unknown_keyword_arguments_raise(bert):
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="normalise_embeddings"):
         FlagModel(BERT, use_fp16=False, devices="cpu", normalise_embeddings=False)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="return_tensors"):
         bert.encode(["a"], return_tensors=True)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="colour"):
         FlagAutoModel.from_finetuned(BERT, model_class="encoder-only-base", colour="red")
 
 

@@ -66,7 +66,7 @@ def test_sts_spearman_hand_worked():
     gold = [4, 3, 1, 2]                                      # ranks 4, 3, 1, 2: d = 0, 0, 1, -1
     # Spearman = 1 - 6 * sum(d^2) / (n (n^2 - 1)) = 1 - 6 * 2 / (4 * 15) = 0.8
     assert sts_spearman(a, b, gold)["cosine_spearman"] == pytest.approx(0.8)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="two \\(N, D\\) arrays of one shape"):
         sts_spearman(a, b[:3], gold)
 
 

@@ -43,5 +43,5 @@ def test_json_roundtrip_and_errors(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps({"a": 1}))
     with pytest.raises(ValueError, match="not a bgekit results file"):
         read_json(str(tmp_path / "other.json"))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="missing.json' does not exist"):
         read_json(str(tmp_path / "missing.json"))

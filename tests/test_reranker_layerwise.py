@@ -169,7 +169,8 @@ def test_bf16_on_cpu_is_close_to_fp32(native_lightweight):
     bf16 = EarlyExitReranker(LIGHTWEIGHT, devices="cpu", use_bf16=True)
     assert str(bf16.model.model.embed_tokens.weight.dtype) == "torch.bfloat16"
     a, b = np.asarray(bf16.score(PAIRS)), np.asarray(native_lightweight.score(PAIRS))
-    assert np.all(np.isfinite(a)) and np.abs(a - b).max() < 0.1 * (np.abs(b).max() + 1)
+    # measured: max |bf16 - fp32| = 0.0242 on these pairs (scores up to 0.98 in magnitude); 3x margin
+    assert np.all(np.isfinite(a)) and np.abs(a - b).max() < 0.075
 
 
 # ---------------------------------------------------------------- bad input

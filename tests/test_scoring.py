@@ -60,7 +60,7 @@ def test_maxsim_edge_cases():
     assert scoring.maxsim(np.ones((2, 4)), np.zeros((0, 4))) == 0.0
     with pytest.raises(ValueError, match=r"\(m, d\)"):
         scoring.maxsim(np.ones((2, 4)), np.ones((3, 5)))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"got \(4,\) and \(3, 4\)"):
         scoring.maxsim(np.ones(4), np.ones((3, 4)))
 
 
@@ -68,7 +68,7 @@ def test_check_weights():
     assert scoring.check_weights(None) == {"dense": 1.0, "sparse": 1.0, "colbert": 1.0}
     assert scoring.check_weights([0.4, 0.2, 0.4]) == {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
     for bad in ([1, 1], "abc", [1, "x", 1], [1, True, 1], 3):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="weights_for_different_modes"):
             scoring.check_weights(bad)
 
 
