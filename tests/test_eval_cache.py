@@ -27,10 +27,11 @@ def test_model_fingerprint_follows_files_not_names(tmp_path):
     before = model_fingerprint(a)
     make_model(a, b"weights-after-finetune-in-place")                  # same folder name, new weights
     assert model_fingerprint(a) != before
+    after = model_fingerprint(a)
     os.makedirs(os.path.join(a, ".cache"))
     with open(os.path.join(a, ".cache", "x"), "w") as f:
         f.write("ignored")
-    assert model_fingerprint(a) == model_fingerprint(a)
+    assert model_fingerprint(a) == after                               # a cache folder inside is not the model
 
 
 def test_key_depends_on_every_part():
