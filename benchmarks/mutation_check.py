@@ -64,9 +64,11 @@ MUTATIONS = [
     # metrics
     Mutation("sts_dot_not_cosine", "bgekit/eval/metrics.py",
              "cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)",
-             "cos = (a * b).sum(1)", ("tests/test_eval_sts.py",)),
+             "cos = (a * b).sum(1)", ("tests/test_eval_metrics_exact.py",)),
+    Mutation("has_answer_off_by_one", "bgekit/eval/metrics.py", "for i in range(len(toks) - len(a) + 1)",
+             "for i in range(len(toks) - len(a))", ("tests/test_eval_metrics_exact.py",)),
     Mutation("sts_pearson_is_spearman", "bgekit/eval/metrics.py", '"cosine_pearson": float(pearsonr(cos, gold)[0])',
-             '"cosine_pearson": float(spearmanr(cos, gold)[0])', ("tests/test_eval_sts.py",)),
+             '"cosine_pearson": float(spearmanr(cos, gold)[0])', ("tests/test_eval_metrics_exact.py",)),
 ]
 
 

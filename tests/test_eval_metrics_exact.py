@@ -1,4 +1,5 @@
-"""STS scoring uses the cosine (not the dot product) of each pair, and reports Pearson as well as Spearman."""
+"""STS scoring uses the cosine (not the dot product) of each pair and reports Pearson as well as Spearman; QA
+answer matching finds answers at either end of a passage."""
 import numpy as np
 import pytest
 
@@ -18,3 +19,15 @@ def test_sts_uses_cosine_whatever_the_row_norms():
     rank = lambda x: np.argsort(np.argsort(x))  # noqa: E731 - no ties here
     assert out["cosine_spearman"] == pytest.approx(np.corrcoef(rank(cos), rank(gold))[0, 1], abs=1e-12)
     assert out["cosine_pearson"] == pytest.approx(np.corrcoef(cos, gold)[0, 1], abs=1e-12)
+
+
+def test_has_answer_at_the_very_end_and_start_of_the_text():
+    from bgekit.eval.metrics import has_answer, qa_recall
+
+    assert has_answer("the capital of France is Paris", ["Paris"])        # last token
+    assert has_answer("Paris is the capital", ["paris"])                   # first token
+    assert has_answer("it is New York", ["new york"])                      # a two-token answer ending the text
+    assert has_answer("New York", ["new york"])                            # the whole text
+    assert not has_answer("New", ["new york"])                             # longer than the text
+    assert qa_recall({"q": ["nothing here", "it is Paris"]}, {"q": ["Paris"]}, k_values=(1, 2)) == \
+        {"qa_recall@1": 0.0, "qa_recall@2": 1.0}
