@@ -29,6 +29,16 @@ class Encoded:
     sparse: list[SparseVector] | None = None  # N sparse lexical vectors
 
 
+def check_bm25(k1: Any, b: Any) -> None:
+    """BM25's k1 >= 0 (term-frequency saturation) and 0 <= b <= 1 (length normalisation), as in the formula."""
+    from bgekit.errors import UsageError
+
+    if isinstance(k1, bool) or not isinstance(k1, (int, float)) or not k1 >= 0:
+        raise UsageError(f"bm25_k1 (--bm25-k1) must be a number >= 0, got {k1!r}")
+    if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 <= b <= 1:
+        raise UsageError(f"bm25_b (--bm25-b) must be a number in 0..1, got {b!r}")
+
+
 def outputs_for(retrieval: str) -> tuple[str, ...]:
     """The model outputs a retrieval mode needs ("bm25" needs none)."""
     table = {"dense": ("dense",), "sparse": ("sparse",), "dense+sparse": ("dense", "sparse"), "bm25": ()}
@@ -176,6 +186,7 @@ class BM25Index:
 
     def __init__(self, documents: list[str], k1: float = 0.9, b: float = 0.4, stemmer: str | None = "english",
                  stopwords: str | None = "en", show_progress: bool = False):
+        check_bm25(k1, b)
         try:
             import bm25s
             from bm25s.tokenization import Tokenizer

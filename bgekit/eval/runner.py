@@ -21,7 +21,7 @@ from bgekit.eval.data import RetrievalData, load_folder
 from bgekit.eval.metrics import DEFAULT_K, RETRIEVAL_METRICS, check_k_values, evaluate_run, qa_recall, ranked
 from bgekit.eval.retrieval import (
     RETRIEVALS, BM25Index, Encoded, build_indexes, encode, encoded_to_arrays, arrays_to_encoded, encoding_settings,
-    check_interpolation, outputs_for, rerank, search, to_run,
+    check_bm25, check_interpolation, outputs_for, rerank, search, to_run,
 )
 
 logger = logging.getLogger(__name__)
@@ -81,17 +81,9 @@ class EvalConfig:
             raise ValueError(f"unknown fusion {self.fusion!r}; valid: weighted_sum, rrf")
         if len(self.weights) != 2:
             raise ValueError(f"weights must be two numbers (dense, sparse), got {self.weights!r}")
-        _check_bm25(self.bm25_k1, self.bm25_b)
+        check_bm25(self.bm25_k1, self.bm25_b)
         if self.cache_dir is not None and os.path.exists(self.cache_dir) and not os.path.isdir(self.cache_dir):
             raise UsageError(f"cache_dir {self.cache_dir!r} (--cache-dir) is a file; give a folder for the cache")
-
-
-def _check_bm25(k1: Any, b: Any) -> None:
-    """BM25's k1 >= 0 (term-frequency saturation) and 0 <= b <= 1 (length normalisation), as in the formula."""
-    if isinstance(k1, bool) or not isinstance(k1, (int, float)) or not k1 >= 0:
-        raise UsageError(f"bm25_k1 (--bm25-k1) must be a number >= 0, got {k1!r}")
-    if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 <= b <= 1:
-        raise UsageError(f"bm25_b (--bm25-b) must be a number in 0..1, got {b!r}")
 
 
 def check_model_fits(model: Any, config: EvalConfig) -> None:
