@@ -360,3 +360,29 @@ def test_torchrun_runs_the_module(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "saved the trained model to" in done.stdout
     assert FlagAutoReranker.from_finetuned(str(tmp_path / "out"), devices="cpu").compute_score([TEXTS])
+
+
+def test_flagembedding_python_names_at_the_module_paths(tmp_path):
+    """FlagEmbedding's __main__ in Python: HfArgumentParser over the module's argument classes, then Runner.run()."""
+    import pickle
+
+    from transformers import HfArgumentParser
+
+    from bgekit.finetune.embedder.decoder_only.icl import DecoderOnlyEmbedderICLDataArguments
+    from bgekit.finetune.embedder.encoder_only.base import (EncoderOnlyEmbedderDataArguments,
+                                                            EncoderOnlyEmbedderModelArguments,
+                                                            EncoderOnlyEmbedderRunner,
+                                                            EncoderOnlyEmbedderTrainingArguments)
+    from bgekit.finetune.reranker.decoder_only.layerwise import RerankerModelArguments
+
+    assert DecoderOnlyEmbedderICLDataArguments(train_data=EMB_DATA[:1]).icl_suffix_str == "\nResponse:"
+    assert RerankerModelArguments(model_name_or_path="x").model_type == "from_raw_model"
+    parser = HfArgumentParser((EncoderOnlyEmbedderModelArguments, EncoderOnlyEmbedderDataArguments,
+                               EncoderOnlyEmbedderTrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=[
+        "--model_name_or_path", str(MODELS / "bert-embedder"), "--train_data", EMB_DATA[0], "--train_group_size", "2",
+        "--query_max_len", "16", "--passage_max_len", "16", *_training(tmp_path / "out", "1e-5")])
+    assert model_args.model_class == "encoder-only-base" and training_args.sentence_pooling_method == "cls"
+    assert pickle.loads(pickle.dumps(training_args)).output_dir == str(tmp_path / "out")
+    EncoderOnlyEmbedderRunner(model_args, data_args, training_args).run()
+    assert np.isfinite(_embed(tmp_path / "out")).all()

@@ -10,19 +10,16 @@ import logging
 import sys
 
 # module path -> (trainer, defaults FlagEmbedding's module gives, as options placed before the user's)
+_TEMPLATES = {"query_instruction_format": "{}{}", "passage_instruction_format": "{}{}"}
 MODULES = {
-    "embedder.encoder_only.base": ("embedder", {"model_class": "encoder-only-base", "sentence_pooling_method": "cls",
-                                                "query_instruction_format": "{}{}", "passage_instruction_format": "{}{}"}),
-    "embedder.encoder_only.m3": ("embedder", {"model_class": "encoder-only-m3", "sentence_pooling_method": "cls",
-                                              "query_instruction_format": "{}{}", "passage_instruction_format": "{}{}"}),
-    "embedder.decoder_only.base": ("embedder", {"model_class": "decoder-only-base", "use_lora": "True",
-                                                "query_instruction_format": "{}{}", "passage_instruction_format": "{}{}"}),
-    "embedder.decoder_only.icl": ("embedder", {"model_class": "decoder-only-icl", "use_lora": "True",
-                                               "query_instruction_format": "{}{}", "passage_instruction_format": "{}{}",
-                                               "icl_suffix_str": "\\nResponse:"}),
+    "embedder.encoder_only.base": ("embedder", {"model_class": "encoder-only-base", "sentence_pooling_method": "cls", **_TEMPLATES}),
+    "embedder.encoder_only.m3": ("embedder", {"model_class": "encoder-only-m3", "sentence_pooling_method": "cls", **_TEMPLATES}),
+    "embedder.decoder_only.base": ("embedder", {"model_class": "decoder-only-base", "use_lora": True, **_TEMPLATES}),
+    "embedder.decoder_only.icl": ("embedder", {"model_class": "decoder-only-icl", "use_lora": True, **_TEMPLATES,
+                                               "icl_suffix_str": "\nResponse:"}),
     "reranker.encoder_only.base": ("reranker", {"model_class": "encoder-only-base"}),
-    "reranker.decoder_only.base": ("reranker", {"model_class": "decoder-only-base", "use_lora": "True"}),
-    "reranker.decoder_only.layerwise": ("reranker", {"model_class": "decoder-only-layerwise", "use_lora": "True",
+    "reranker.decoder_only.base": ("reranker", {"model_class": "decoder-only-base", "use_lora": True}),
+    "reranker.decoder_only.layerwise": ("reranker", {"model_class": "decoder-only-layerwise", "use_lora": True,
                                                      "model_type": "from_raw_model"}),
 }
 
@@ -40,7 +37,7 @@ def build_argv(module: str, argv: list[str]) -> list[str]:
     if _given(argv, "model_class"):
         raise ValueError(f"--model_class: bgekit.finetune.{module} trains {defaults['model_class']} models; use "
                          "`bgekit train embedder|reranker --model_class ...` to choose another class")
-    return [x for key, value in defaults.items() for x in (f"--{key}", value)] + list(argv)
+    return [x for key, value in defaults.items() for x in (f"--{key}", str(value))] + list(argv)
 
 
 def parse(module: str, argv: list[str]) -> tuple:
@@ -58,7 +55,11 @@ def parse(module: str, argv: list[str]) -> tuple:
 
 def train(module: str, argv: list[str]):
     """Parse and train; returns the trained model (in memory)."""
-    model_args, data_args, training_args = parse(module, argv)
+    return run_parsed(module, *parse(module, argv))
+
+
+def run_parsed(module: str, model_args, data_args, training_args):
+    """Train from parsed arguments (what the module's Runner class does); returns the trained model."""
     if training_args.should_log:
         logging.getLogger("bgekit").setLevel(logging.INFO)
     if MODULES[module][0] == "embedder":
