@@ -77,6 +77,7 @@ def make_files(d) -> dict[str, str]:
     f["index"] = os.path.join(d, "index")
     build_index(f["index"], Embedder(BERT, devices="cpu"), CORPUS, show_progress=False)
     f["index_bad_sqlite"] = _damaged_copy(f["index"], os.path.join(d, "index-bad-sqlite"), "docs.sqlite", _scribble)
+    f["index_bad_pages"] = _damaged_copy(f["index"], os.path.join(d, "index-bad-pages"), "docs.sqlite", _scribble_pages)
     f["index_bad_manifest"] = _damaged_copy(f["index"], os.path.join(d, "index-bad-manifest"), "manifest.json",
                                             lambda p: open(p, "w").write("{not json"))
     from bgekit.cli import main
@@ -110,6 +111,14 @@ def _scribble(path):
     with open(path, "r+b") as fh:
         fh.seek(0)
         fh.write(b"\x00garbage" * (size // 16))
+
+
+def _scribble_pages(path):
+    """Keep SQLite's header page, overwrite the data pages (same size)."""
+    size = os.path.getsize(path)
+    with open(path, "r+b") as fh:
+        fh.seek(4096)
+        fh.write(b"\xffgarbage" * ((size - 4096) // 8))
 
 
 def _damaged_copy(src, dst, name, damage):

@@ -59,6 +59,8 @@ CASES = [
     ("index build --corpus {folder} --index-dir {d}/ix-f", INPUT, "is a folder; expected a file"),
     ("index info --index-dir {index_bad_sqlite}", INPUT, "docs.sqlite: the index's document table is damaged"),
     ("search panda --index-dir {index_bad_sqlite}", INPUT, "docs.sqlite: the index's document table is damaged"),
+    ("search panda --index-dir {index_bad_pages}", INPUT, "docs.sqlite: the index's document table is damaged"),
+    ("index info --index-dir {index_bad_pages}", INPUT, "docs.sqlite: the index's document table is damaged"),
     ("index info --index-dir {index_bad_manifest}", INPUT, "manifest.json: not valid JSON"),
     ("eval report {txt}", INPUT, "texts.txt:1: not valid JSON"),
     # ---- models (model)

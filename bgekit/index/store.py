@@ -14,8 +14,10 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -172,6 +174,15 @@ class IndexStore:
             index._set_param(name, value)
         return index
 
+    @contextlib.contextmanager
+    def _damage_named(self):
+        """A damaged document table found while reading is named (file and fix), not a raw sqlite3 error."""
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            raise InputError(f"{self.docs_path}: the index's document table is damaged ({e}); rebuild the index or "
+                             "restore this folder from a copy") from None
+
     def check(self) -> None:
         """Verify the live generation in full (file sizes, and SQLite's integrity check of the document table).
 
@@ -183,12 +194,12 @@ class IndexStore:
 
     def documents(self, rows: Sequence[int]) -> dict[int, tuple[str, str, str | None, dict]]:
         """row -> (id, text, title, metadata)."""
-        with self._lock:
+        with self._lock, self._damage_named():
             return D.fetch(self.db, rows)
 
     def rows(self, ids: Sequence[str]) -> dict[str, int]:
         """id -> row for the ids present."""
-        with self._lock:
+        with self._lock, self._damage_named():
             return D.rows_of_ids(self.db, ids)
 
     def filter_rows(self, where: dict) -> np.ndarray:
@@ -200,7 +211,8 @@ class IndexStore:
         with self._lock:
             rows = self._filters.get(key)
             if rows is None:
-                rows = D.filter_rows(self.db, where)
+                with self._damage_named():
+                    rows = D.filter_rows(self.db, where)
                 if len(self._filters) >= FILTER_CACHE:
                     self._filters.pop(next(iter(self._filters)))
                 self._filters[key] = rows
