@@ -244,7 +244,7 @@ def test_distillation_needs_scores_in_every_file(tmp_path, capsys):
     argv = embedder_script("base", tmp_path / "o", kd=True, same=True)
     start = argv.index("--train_data") + 1
     argv[start:start + 1] = EMB_DATA
-    assert main("embedder.encoder_only.base", argv) == 2
+    assert main("embedder.encoder_only.base", argv) == 3                    # an input error (bgekit.errors)
     assert "sts.jsonl:1: knowledge distillation needs 'pos_scores'" in capsys.readouterr().err
 
 
