@@ -321,14 +321,24 @@ def test_eval_bright_short_script(fake_hub, tmp_path):   # noqa: F811
 
 
 def test_custom_evaluation_on_a_folder(tmp_path):
-    _write_custom(str(tmp_path / "mine"), [("a", "", "red apples"), ("b", "", "green pears")], {"1": "apples"}, {"1": ["a"]})
-    argv = ["--eval_name", "mine", "--dataset_dir", str(tmp_path / "mine"), "--output_dir", str(tmp_path / "sr"),
-            "--eval_output_method", "json", "--eval_output_path", str(tmp_path / "r.json"), "--k_values", "1",
-            "--eval_metrics", "ndcg_at_1", "--embedder_name_or_path", BERT, "--devices", "cpu"]
+    """The custom-dataset command of examples/evaluation/README.md (its options; data of the same layout)."""
+    _write_custom(str(tmp_path / "mine"), [("a", "", "red apples"), ("b", "", "green pears"), ("c", "", "blue sky")],
+                  {"1": "apples", "2": "sky"}, {"1": ["a"], "2": ["c", "b"]})
+    out = tmp_path / "your_data_name"
+    argv = ["--eval_name", "your_data_name", "--dataset_dir", str(tmp_path / "mine"), "--splits", "test",
+            "--corpus_embd_save_dir", str(out / "corpus_embd"), "--output_dir", str(out / "search_results"),
+            "--search_top_k", "1000", "--rerank_top_k", "100", "--cache_path", str(tmp_path / "cache"), "--overwrite", "False",
+            "--k_values", "10", "100", "--eval_output_method", "markdown", "--eval_output_path", str(out / "eval_results.md"),
+            "--eval_metrics", "ndcg_at_10", "recall_at_100", "--embedder_name_or_path", M3, "--reranker_name_or_path", RERANKER,
+            "--devices", "cpu", "--cache_dir", str(tmp_path / "models"), "--reranker_query_max_length", "512",
+            "--reranker_max_length", "512"]  # 1024 in the README: beyond the tiny reranker
     assert main("custom", argv) == 0
-    assert _read(tmp_path / "sr" / "bert-embedder" / "NoReranker" / "test.json")["dataset_name"] is None
-    summary = _read(tmp_path / "r.json")
-    assert set(summary["bert-embedder"]["NoReranker"]) == {"test"}
+    saved = _read(out / "search_results" / "m3" / "NoReranker" / "test.json")
+    assert saved["dataset_name"] is None and saved["eval_name"] == "your_data_name"
+    assert (out / "corpus_embd" / "m3" / "doc.npy").is_file()
+    result = _read(out / "search_results" / "m3" / "bert-reranker" / "EVAL" / "eval_results.json")
+    assert set(result) == {"test"} and result["test"]["recall_at_100"] == 1.0   # every document is retrieved
+    assert "| m3 | bert-reranker |" in (out / "eval_results.md").read_text()
 
 
 def test_eval_mteb_script(tmp_path, monkeypatch):
@@ -406,7 +416,8 @@ def test_model_options_reach_the_models(tmp_path):
     _write_custom(str(tmp_path / "d"), [("a", "t", "red apples"), ("b", "", "green pears"), ("c", "", "blue sky")],
                   {"1": "apples", "2": "sky"}, {"1": ["a"], "2": ["c"]})
     argv = ["--dataset_dir", str(tmp_path / "d"), "--output_dir", str(tmp_path / "sr"), "--eval_output_path",
-            str(tmp_path / "r.md"), "--corpus_embd_save_dir", str(tmp_path / "e"), "--k_values", "1", "--eval_metrics",
+            str(tmp_path / "r.json"), "--eval_output_method", "json", "--corpus_embd_save_dir", str(tmp_path / "e"),
+            "--k_values", "1", "--eval_metrics",
             "ndcg_at_1", "--embedder_name_or_path", BERT, "--truncate_dim", "16", "--normalize_embeddings", "False",
             "--query_instruction_for_retrieval", "Find: ", "--query_instruction_format_for_retrieval", "<{}>{}",
             "--embedder_query_max_length", "16", "--embedder_batch_size", "2", "--use_fp16", "False",
@@ -414,6 +425,9 @@ def test_model_options_reach_the_models(tmp_path):
             "--query_instruction_for_rerank", "Q: ", "--passage_instruction_for_rerank", "P: ", "--reranker_max_length", "64",
             "--reranker_batch_size", "2", "--rerank_top_k", "2"]
     assert main("custom", argv) == 0
+    summary = _read(tmp_path / "r.json")                                    # --eval_output_method json
+    assert set(summary["bert-embedder"]) == {"NoReranker", "layerwise-reranker"}
+    assert summary["bert-embedder"]["NoReranker"] == _read(tmp_path / "sr" / "bert-embedder" / "NoReranker" / "EVAL" / "eval_results.json")
     emb = FlagAutoModel.from_finetuned(BERT, devices="cpu", use_fp16=False, truncate_dim=16, normalize_embeddings=False,
                                        query_instruction_for_retrieval="Find: ", query_instruction_format="<{}>{}",
                                        query_max_length=16)
