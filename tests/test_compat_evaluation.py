@@ -20,7 +20,7 @@ from bgekit.eval.metrics import evaluate_run, qa_recall
 from bgekit.evaluation import instructions
 from bgekit.evaluation.cli import main, parse
 from golden import GOLDEN
-from test_eval_hub import HUB, fake_hub  # noqa: F401  (the fixture is used by name)
+from test_eval_hub import fake_hub  # noqa: F401  (the fixture is used by name)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
