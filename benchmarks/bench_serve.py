@@ -21,7 +21,10 @@ Every answer is checked against the library's output for its texts (``model.enco
 largest absolute difference and mix-ups (an answer nearest to another text's vector). No request may be lost:
 sent == answered. Clients and server share the machine: on a 2-core box the load generator costs CPU too.
 
-    python benchmarks/bench_serve.py [--seconds 15] [--clients 64] [--compare-threads] [--json out.json]
+With ``--overhead``, where the gap to the ceiling goes: the server's CPU per request with the model replaced by a
+stub, and the model's own CPU per text in unsorted batches of the sizes a server forms.
+
+    python benchmarks/bench_serve.py [--seconds 15] [--clients 64] [--compare-threads] [--overhead] [--json out.json]
 """
 from __future__ import annotations
 
@@ -247,6 +250,39 @@ def in_process_ceiling(model, texts: list[str], workers: int, batch: int, second
     return out
 
 
+def overhead(args, texts: list[str], model) -> None:
+    """Where the server's time goes besides the model: its CPU per request with a stub model (real HTTP, clients
+    in a child process), and the model's CPU per text in random (unsorted) batches of the sizes the server forms."""
+    import random
+
+    from bgekit.serve import ServeConfig, create_app
+    from bgekit.serve.runner import bind, run
+
+    app = create_app(embedder=model, config=ServeConfig(workers=2))
+    app.state.batcher.run = lambda key, items: [np.full(model.dim, 0.1, np.float32) for _ in items]  # no model
+    sock = bind("127.0.0.1", 0)
+    ready = threading.Event()
+    threading.Thread(target=run, args=(app, sock), kwargs={"on_ready": ready.set}, daemon=True).start()
+    ready.wait(30)
+    n = 3000
+    for per in (1, 8):
+        code = (f"import asyncio, sys; sys.path.insert(0, {HERE!r}); from bench_serve import drive, load_texts; "
+                f"asyncio.run(drive({sock.getsockname()[1]}, load_texts({len(texts)}), {per}, {args.clients}, 1e9, {n}))")
+        cpu = time.process_time()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        print(f"server without the model, {per} text/req: {(time.process_time() - cpu) / n * 1000:.2f} ms CPU per request "
+              "(HTTP, JSON, validation, token counting, batching)", flush=True)
+    random.seed(0)
+    for size in (8, 32, 128):
+        batches = [random.sample(texts, size) for _ in range(max(2, 256 // size))]
+        model.encode(batches[0], batch_size=16, show_progress=False)
+        cpu = time.process_time()
+        for b in batches:
+            model.encode(b, batch_size=16, show_progress=False)
+        print(f"model alone, random batches of {size}: {(time.process_time() - cpu) / (len(batches) * size) * 1000:.2f} "
+              "ms CPU per text (the ceiling's length-sorted batches pad less)", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
@@ -258,6 +294,8 @@ def main() -> None:
     ap.add_argument("--runs", default="quiet8,quiet1,busy8", help="of quiet8, quiet1, busy8")
     ap.add_argument("--compare-threads", action="store_true",
                     help="also run quiet8 and busy8 with one worker on torch's default threads (the old default)")
+    ap.add_argument("--overhead", action="store_true", help="also measure the server's CPU per request without "
+                    "the model, and the model's CPU per text in unsorted batches (where the gap to the ceiling goes)")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--server-arg", action="append", default=[], help="extra `bgekit serve` argument, repeatable "
                     "(e.g. --server-arg=--max-wait-ms --server-arg=5)")
@@ -271,6 +309,11 @@ def main() -> None:
     model = load_embedder(args.model, devices="cpu", **({"dtype": args.dtype} if args.dtype else {}))
     direct = np.asarray(model.encode(texts, max_length=model.passage_max_length, show_progress=False), dtype=np.float32)
     ceiling = in_process_ceiling(model, texts, cpu_workers(), SERVE_CPU_BATCH, min(args.seconds, 10.0))
+    if args.overhead:
+        import torch
+
+        torch.set_num_threads(1)
+        overhead(args, texts, model)
     del model
     top = ceiling["ceiling_texts_per_s"]
     plans = {"quiet8": ([], 8, False), "quiet1": ([], 1, False), "busy8": ([], 8, True)}
