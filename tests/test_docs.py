@@ -232,7 +232,7 @@ class Workdirs:
     """One working folder per Markdown file, and which of its blocks have run there."""
 
     def __init__(self, factory):
-        self.factory, self.dirs, self.done = factory, {}, set()
+        self.factory, self.dirs, self.done, self.failed = factory, {}, set(), set()
 
     def folder(self, doc: Path) -> Path:
         if doc not in self.dirs:
@@ -252,11 +252,18 @@ def test_doc_block_runs(block: Block, workdirs: Workdirs, paths, request):
     cwd = workdirs.folder(block.doc)
     slow_ok = "slow" in (request.config.getoption("-m") or "") and "not slow" not in request.config.getoption("-m")
     for earlier in [b for b in ALL if b.doc == block.doc and b.line < block.line]:
+        if earlier.id in workdirs.failed:
+            pytest.fail(f"{earlier.id}, above this block in the same file, failed; this block may depend on it")
         if earlier.id not in workdirs.done and earlier.marker not in ("skip", "starts-server") \
                 and (earlier.marker != "slow" or slow_ok):
-            run_block(earlier, cwd, paths)
-            workdirs.done.add(earlier.id)
+            _run_once(earlier, cwd, paths, workdirs)
+    _run_once(block, cwd, paths, workdirs)
+
+
+def _run_once(block: Block, cwd: Path, paths: dict[str, str], workdirs: Workdirs) -> None:
+    workdirs.failed.add(block.id)
     run_block(block, cwd, paths)
+    workdirs.failed.discard(block.id)
     workdirs.done.add(block.id)
 
 
