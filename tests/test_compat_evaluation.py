@@ -507,3 +507,15 @@ def test_icl_and_llm_reranker_options_reach_the_models(tmp_path):
     np.testing.assert_allclose(list(reranked.values()), with_adapter.compute_score(pairs), atol=1e-4)
     plain = FlagAutoReranker.from_finetuned(llm, **kwargs).compute_score(pairs)
     assert not np.allclose(list(reranked.values()), plain, atol=1e-3)       # the adapter was applied
+
+
+def test_a_download_that_cannot_happen_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=offline))
+    argv = ["--dataset_names", "passage", "--splits", "dev", "--output_dir", str(tmp_path / "sr"),
+            "--eval_output_path", str(tmp_path / "r.md"), "--embedder_name_or_path", BERT]
+    assert main("msmarco", argv) == 5                                       # an I/O error (bgekit.errors)
+    err = capsys.readouterr().err
+    assert "could not load Tevatron/msmarco-passage-corpus" in err and "Pass a local folder" in err
