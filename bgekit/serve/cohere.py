@@ -30,42 +30,44 @@ def cut_docs(tok, docs: list[str], max_tokens: int) -> list[str]:
     return [d if len(offs) <= max_tokens else d[: offs[max_tokens - 1][1]] for d, offs in zip(docs, enc["offset_mapping"])]
 
 
-def register(app, ctx) -> None:
-
+async def rerank(ctx, request, req: CohereRerankRequest, route: str, return_documents: bool) -> dict:
+    """Cohere's rerank response: results sorted by relevance (sigmoid of the reranker's score)."""
     engine, cfg = ctx.engine, ctx.config
+    engine.need("reranker")
+    engine.check_model(req.model, engine.reranker_names)
+    docs = documents(req.documents, "documents", cfg.max_client_batch_size)
+    if req.top_n is not None and req.top_n < 1:
+        raise ApiError(400, f"top_n must be a positive integer, got {req.top_n}", "top_n")
+    scored = docs
+    if req.max_tokens_per_doc is not None:
+        if req.max_tokens_per_doc < 1:
+            raise ApiError(400, f"max_tokens_per_doc must be a positive integer, got {req.max_tokens_per_doc}",
+                           "max_tokens_per_doc")
+        scored = cut_docs(engine.rtok, docs, req.max_tokens_per_doc)
+    truncate = not cfg.strict_length if req.truncate is None else req.truncate
+    raw = await ctx.rerank_scores(request, route, req.query, scored, "documents", truncate, status=400)
+    scores = sigmoid(raw)
+    order = sorted(range(len(docs)), key=lambda i: -scores[i])[: req.top_n]
+    results = [{"index": i, "relevance_score": float(scores[i]),
+                **({"document": {"text": docs[i]}} if return_documents else {})} for i in order]
+    used = sum(engine.pair_counts(req.query, scored, "documents", True))
+    return {"id": uuid.uuid4().hex, "model": req.model or engine.reranker_name, "results": results,
+            "meta": {"api_version": {"version": "2" if route == "/v2/rerank" else "1"},
+                     "billed_units": {"search_units": 1}, "tokens": {"input_tokens": used}},
+            "usage": {"total_tokens": used}}
 
-    async def rerank(request, req: CohereRerankRequest, route: str, return_documents: bool) -> dict:
-        engine.need("reranker")
-        engine.check_model(req.model, engine.reranker_names)
-        docs = documents(req.documents, "documents", cfg.max_client_batch_size)
-        if req.top_n is not None and req.top_n < 1:
-            raise ApiError(400, f"top_n must be a positive integer, got {req.top_n}", "top_n")
-        scored = docs
-        if req.max_tokens_per_doc is not None:
-            if req.max_tokens_per_doc < 1:
-                raise ApiError(400, f"max_tokens_per_doc must be a positive integer, got {req.max_tokens_per_doc}",
-                               "max_tokens_per_doc")
-            scored = cut_docs(engine.rtok, docs, req.max_tokens_per_doc)
-        truncate = not cfg.strict_length if req.truncate is None else req.truncate
-        raw = await ctx.rerank_scores(request, route, req.query, scored, "documents", truncate, status=400)
-        scores = sigmoid(raw)
-        order = sorted(range(len(docs)), key=lambda i: -scores[i])[: req.top_n]
-        results = [{"index": i, "relevance_score": float(scores[i]),
-                    **({"document": {"text": docs[i]}} if return_documents else {})} for i in order]
-        used = sum(engine.pair_counts(req.query, scored, "documents", True))
-        return {"id": uuid.uuid4().hex, "model": req.model or engine.reranker_name, "results": results,
-                "meta": {"api_version": {"version": "2" if route == "/v2/rerank" else "1"},
-                         "billed_units": {"search_units": 1}, "tokens": {"input_tokens": used}},
-                "usage": {"total_tokens": used}}
+
+def register(app, ctx) -> None:
+    engine, cfg = ctx.engine, ctx.config
 
     @app.post("/v1/rerank")
     async def rerank_v1(req: CohereRerankRequest, request: Request):
         keep = True if req.return_documents is None else req.return_documents  # Jina's default; Cohere v1 sends it
-        return respond(await rerank(request, req, "/v1/rerank", keep))
+        return respond(await rerank(ctx, request, req, "/v1/rerank", keep))
 
     @app.post("/v2/rerank")
     async def rerank_v2(req: CohereRerankRequest, request: Request):
-        return respond(await rerank(request, req, "/v2/rerank", bool(req.return_documents)))
+        return respond(await rerank(ctx, request, req, "/v2/rerank", bool(req.return_documents)))
 
     @app.post("/v2/embed")
     async def embed_v2(req: CohereEmbedRequest, request: Request):

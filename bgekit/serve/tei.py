@@ -58,36 +58,60 @@ def _truncate(engine, value: bool | None) -> bool:
     return engine.config.truncate if value is None else value
 
 
+async def embed(ctx, request, req: EmbedRequest, route: str) -> list[np.ndarray]:
+    """Vectors for an /embed-shaped request (also behind /similarity and POST /)."""
+    engine = ctx.engine
+    model = engine.need("embedder")
+    if req.dimensions is not None and not 1 <= req.dimensions <= model.dim:
+        raise ApiError(422, f"dimensions must be between 1 and {model.dim}, got {req.dimensions}", "dimensions")
+    items, _, ids = inputs(req.inputs, "inputs", ctx.config.max_client_batch_size, vocab_size(engine))
+    check_ids(engine, ids, "inputs")
+    tokens = engine.token_counts(items, "inputs", _truncate(engine, req.truncate))
+    key = ("embed", ROLES[req.prompt_name], req.normalize, req.truncation_direction, ids, engine.limit)
+    vectors = await ctx.submit(request, route, key, items, tokens)
+    return dimensions(vectors, req.dimensions, model.dim, req.normalize)
+
+
+async def similarity(ctx, request, req: SimilarityRequest) -> list[float]:
+    """Cosine similarity of the source sentence to each sentence."""
+    if not req.inputs.sentences:
+        raise ApiError(400, "inputs.sentences must not be empty", "inputs.sentences", tei_type="Empty")
+    params = validate(EmbedRequest, {**(req.parameters or {}), "normalize": True,
+                                     "inputs": [req.inputs.source_sentence, *req.inputs.sentences]})
+    vectors = np.stack(await embed(ctx, request, params, "/similarity"))  # (1 + N, D)
+    return [float(x) for x in vectors[1:] @ vectors[0]]
+
+
+async def predict(ctx, request, req: PredictRequest) -> list:
+    """TEI's sequence classification, served by the reranker: one label per (query, text) pair."""
+    engine = ctx.engine
+    if engine.reranker is None:
+        raise ApiError(400, "this server has no classifier loaded; /predict scores (query, text) pairs with a "
+                            "reranker: start it with --reranker", None, "not_loaded")
+    pairs, single = _pairs(req.inputs, ctx.config.max_client_batch_size)
+    tokens = [n for q, d in pairs for n in engine.pair_counts(q, [d], "inputs", _truncate(engine, req.truncate))]
+    raw = await ctx.submit(request, "/predict", ("rerank", req.truncation_direction), pairs, tokens)
+    scores = raw if req.raw_scores else sigmoid(raw)
+    label = getattr(getattr(getattr(engine.reranker, "model", None), "config", None), "id2label", {}).get(0, "LABEL_0")
+    out = [[{"score": float(s), "label": label}] for s in scores]
+    return out[0] if single else out
+
+
 def register(app, ctx) -> None:
+    _register_embedding(app, ctx)
+    _register_pairs_and_tokens(app, ctx)
 
+
+def _register_embedding(app, ctx) -> None:
     engine, cfg = ctx.engine, ctx.config
-
-    async def embed(request, req: EmbedRequest, route: str) -> list[np.ndarray]:
-        model = engine.need("embedder")
-        if req.dimensions is not None and not 1 <= req.dimensions <= model.dim:
-            raise ApiError(422, f"dimensions must be between 1 and {model.dim}, got {req.dimensions}", "dimensions")
-        items, _, ids = inputs(req.inputs, "inputs", cfg.max_client_batch_size, vocab_size(engine))
-        check_ids(engine, ids, "inputs")
-        tokens = engine.token_counts(items, "inputs", _truncate(engine, req.truncate))
-        key = ("embed", ROLES[req.prompt_name], req.normalize, req.truncation_direction, ids, engine.limit)
-        vectors = await ctx.submit(request, route, key, items, tokens)
-        return dimensions(vectors, req.dimensions, model.dim, req.normalize)
 
     @app.post("/embed")
     async def tei_embed(req: EmbedRequest, request: Request):
-        return respond(await embed(request, req, "/embed"))
+        return respond(await embed(ctx, request, req, "/embed"))
 
     @app.post("/similarity")
     async def tei_similarity(req: SimilarityRequest, request: Request):
-        return respond(await similarity(request, req))
-
-    async def similarity(request, req: SimilarityRequest) -> list[float]:
-        if not req.inputs.sentences:
-            raise ApiError(400, "inputs.sentences must not be empty", "inputs.sentences", tei_type="Empty")
-        params = validate(EmbedRequest, {**(req.parameters or {}), "normalize": True,
-                                         "inputs": [req.inputs.source_sentence, *req.inputs.sentences]})
-        vectors = np.stack(await embed(request, params, "/similarity"))  # (1 + N, D)
-        return [float(x) for x in vectors[1:] @ vectors[0]]
+        return respond(await similarity(ctx, request, req))
 
     @app.post("/")
     async def tei_root(request: Request):
@@ -96,11 +120,11 @@ def register(app, ctx) -> None:
             body = {**body["parameters"], **{k: v for k, v in body.items() if k != "parameters"}}
         if isinstance(body, dict) and isinstance(body.get("inputs"), dict):
             params = {k: v for k, v in body.items() if k != "inputs"}
-            return respond(await similarity(request, validate(SimilarityRequest, {"inputs": body["inputs"],
-                                                                                  "parameters": params})))
+            return respond(await similarity(ctx, request, validate(SimilarityRequest, {"inputs": body["inputs"],
+                                                                                       "parameters": params})))
         if engine.embedder is None and engine.reranker is not None:
-            return respond(await predict(request, validate(PredictRequest, body)))
-        return respond(await embed(request, validate(EmbedRequest, body), "/"))
+            return respond(await predict(ctx, request, validate(PredictRequest, body)))
+        return respond(await embed(ctx, request, validate(EmbedRequest, body), "/"))
 
     @app.post("/embed_sparse")
     async def tei_embed_sparse(req: EmbedSparseRequest, request: Request):
@@ -124,12 +148,16 @@ def register(app, ctx) -> None:
         out = await ctx.submit(request, "/embed_all", ("embed_all", None, req.truncation_direction), items, tokens)
         return respond(out)
 
+
+def _register_pairs_and_tokens(app, ctx) -> None:
+    engine, cfg = ctx.engine, ctx.config
+
     @app.post("/rerank")
     async def tei_rerank(req: RerankRequest, request: Request):
         engine.need("reranker")
         docs, _ = texts(req.texts, "texts", cfg.max_client_batch_size)
         raw = await ctx.rerank_scores(request, "/rerank", req.query, docs, "texts", _truncate(engine, req.truncate),
-                                  req.truncation_direction)
+                                      req.truncation_direction)
         scores = raw if req.raw_scores else sigmoid(raw)
         order = sorted(range(len(docs)), key=lambda i: -scores[i])
         return respond([{"index": i, "score": float(scores[i]), **({"text": docs[i]} if req.return_text else {})}
@@ -137,19 +165,7 @@ def register(app, ctx) -> None:
 
     @app.post("/predict")
     async def tei_predict(req: PredictRequest, request: Request):
-        return respond(await predict(request, req))
-
-    async def predict(request, req: PredictRequest) -> list:
-        if engine.reranker is None:
-            raise ApiError(400, "this server has no classifier loaded; /predict scores (query, text) pairs with a "
-                                "reranker: start it with --reranker", None, "not_loaded")
-        pairs, single = _pairs(req.inputs, cfg.max_client_batch_size)
-        tokens = [n for q, d in pairs for n in engine.pair_counts(q, [d], "inputs", _truncate(engine, req.truncate))]
-        raw = await ctx.submit(request, "/predict", ("rerank", req.truncation_direction), pairs, tokens)
-        scores = raw if req.raw_scores else sigmoid(raw)
-        label = getattr(getattr(getattr(engine.reranker, "model", None), "config", None), "id2label", {}).get(0, "LABEL_0")
-        out = [[{"score": float(s), "label": label}] for s in scores]
-        return out[0] if single else out
+        return respond(await predict(ctx, request, req))
 
     @app.post("/tokenize")
     async def tei_tokenize(req: TokenizeRequest):
@@ -167,11 +183,10 @@ def register(app, ctx) -> None:
     @app.post("/decode")
     async def tei_decode(req: DecodeRequest):
         tok = engine.tok or engine.rtok
-        items, single, ids = inputs(req.ids, "ids", cfg.max_client_batch_size, len(tok))
+        items, _, ids = inputs(req.ids, "ids", cfg.max_client_batch_size, len(tok))
         if not ids:
             raise ApiError(422, "ids must be a list of token ids (integers) or a list of such lists", "ids")
-        decoded = [tok.decode(x, skip_special_tokens=req.skip_special_tokens) for x in items]
-        return respond(decoded)
+        return respond([tok.decode(x, skip_special_tokens=req.skip_special_tokens) for x in items])
 
     @app.get("/info")
     async def info():
