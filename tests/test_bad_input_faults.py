@@ -104,12 +104,17 @@ def test_real_sigint_during_eval_exits_130_in_one_line(tmp_path):
     """A real Ctrl-C (SIGINT) in the middle of encoding SciFact: exit 130, one line, no traceback."""
     cmd = [sys.executable, "-m", "bgekit", "eval", "beir", "--dataset-dir", "/work/shared/data/scifact",
            "--model", "all-MiniLM-L6-v2", "--device", "cpu", "-o", str(tmp_path / "r.json"), "--no-progress"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    time.sleep(12)
-    assert proc.poll() is None, proc.communicate()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err_file:
+        proc = subprocess.Popen(cmd, stderr=err_file, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        deadline = time.monotonic() + 120
+        while "Loading weights" not in log.read_text() and time.monotonic() < deadline:  # the model is loading:
+            time.sleep(0.2)                                                            # main's handler is in place
+        time.sleep(1.0)  # now encoding SciFact's 5,183 documents, which takes far longer than this
+        assert proc.poll() is None, log.read_text()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    err = log.read_text()
     assert proc.returncode == 130, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines[-1].startswith("bgekit eval: interrupted: stopped by Ctrl-C") and "Traceback" not in err
