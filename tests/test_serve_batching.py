@@ -184,3 +184,11 @@ def test_two_workers_run_batches_concurrently_and_share_the_waiting_inputs():
     assert asyncio.run(main()) == [[i] for i in range(16)]
     assert peak[0] == 2 and sorted(len(c) for c in calls) == [8, 8]  # both threads, half each
     assert sorted(x for c in calls for x in c) == list(range(16))
+
+
+def test_a_large_request_is_shared_by_the_workers():
+    run, calls = recorder(delay=0.05)
+    batcher = Batcher(run, max_wait_ms=0, workers=2, min_fill=4)
+    out = asyncio.run(batcher.submit("k", list(range(40)), [1] * 40))
+    assert [x[1] for x in out] == list(range(40))
+    assert sorted(len(c[1]) for c in calls) == [20, 20] and len({c[2] for c in calls}) == 2  # two threads

@@ -2,8 +2,8 @@
 
 One server (all-MiniLM-L6-v2 embedder + the tiny golden cross-encoder) is started as a subprocess on a free
 port; each client makes its ordinary calls, and every vector and score equals the library's own ``encode`` /
-``score`` output in this process (fp32, 1e-5): openai's ``embeddings.create`` (1, 100 and 2,048 inputs, base64
-and float), ``models.list`` / ``retrieve`` and its error types; LangChain's ``OpenAIEmbeddings`` over 1,500
+``score`` output in this process (fp32, 1e-5): openai's ``embeddings.create`` (1, 100 and 2,048 inputs in the
+default base64; 1 and 100 in float), ``models.list`` / ``retrieve`` and its error types; LangChain's ``OpenAIEmbeddings`` over 1,500
 mixed-length texts, some beyond the model's 256 tokens; cohere's ``ClientV2.rerank`` / ``.embed`` and
 ``Client.rerank``; huggingface_hub's ``InferenceClient(model=URL).feature_extraction`` and ``sentence_similarity``.
 """

@@ -119,10 +119,12 @@ class Batcher:
         return [x for part in parts for x in part]
 
     def _split(self, tokens: Sequence[int]) -> list[tuple[int, int]]:
-        """Spans of consecutive items that fit the token budget (one item may exceed it alone)."""
+        """Spans of consecutive items that fit the token budget (one item may exceed it alone); with several
+        workers, a large request is also cut into one part per worker, so they share it."""
+        per_part = max(4 * self.min_fill, -(-len(tokens) // self.workers))
         spans, start, total = [], 0, 0
         for i, n in enumerate(tokens):
-            if i > start and total + n > self.max_batch_tokens:
+            if i > start and (total + n > self.max_batch_tokens or i - start >= per_part):
                 spans.append((start, i))
                 start, total = i, 0
             total += n
