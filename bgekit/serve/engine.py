@@ -225,6 +225,8 @@ class Engine:
         what = "reranker" if key[0] == "rerank" else "embedder"
         try:
             out = ops[key[0]](key, items)
+        except (ValueError, TypeError):  # about the request, not the model's health
+            raise
         except Exception as e:
             if key[0] != "search":
                 self.problems[what] = f"the {what} failed: {type(e).__name__}: {e}"
