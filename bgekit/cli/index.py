@@ -46,6 +46,11 @@ def _load_reranker(name: str | None, args: argparse.Namespace):
     return FlagAutoReranker.from_finetuned(name, **kwargs)
 
 
+def _check_ef_search(ef_search: int | None, factory: str) -> None:
+    if ef_search is not None and "hnsw" not in factory.lower():
+        raise UsageError(f"--ef-search applies to HNSW indexes only; this one is {factory!r}")
+
+
 def _search_params(args: argparse.Namespace) -> dict | None:
     return {"efSearch": args.ef_search} if getattr(args, "ef_search", None) else None
 
@@ -61,6 +66,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     check_input(args.corpus, "--corpus")
     check_output_dir(args.index_dir, "--index-dir")
     check_devices(args.device)
+    _check_ef_search(args.ef_search, args.factory)
     if os.path.isdir(args.index_dir) and read_pointer(args.index_dir) is not None and not args.overwrite:
         raise UsageError(f"an index already exists in {args.index_dir!r}; add to it (bgekit index add), "
                          "or rebuild it with --overwrite")
@@ -160,9 +166,14 @@ def search_index(args: argparse.Namespace) -> int:
     from bgekit.index.store import open_index
 
     refuse(args, {"--corpus": None, "--field": None}, "with --index-dir (the index holds the documents)")
+    if args.mode != "hybrid":
+        refuse(args, {"--fusion": "weighted_sum"}, f"with --mode {args.mode} (fusion combines the signals of --mode hybrid)")
+    if not args.reranker:
+        refuse(args, {"--rerank-depth": None}, "without --reranker")
     check_extras("faiss", "scipy")
     check_devices(args.device)
     store = open_index(args.index_dir, search_params=_search_params(args))
+    _check_ef_search(args.ef_search, store.manifest["dense"]["factory"])
     searcher = Searcher(store, _index_model(args, store), _load_reranker(args.reranker, args))
     results = searcher.search(list(args.query), top_k=args.top_k, mode=args.mode, fusion=args.fusion,
                               colbert=args.colbert, candidates=args.candidates, rerank_depth=args.rerank_depth,
