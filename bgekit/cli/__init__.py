@@ -18,6 +18,7 @@ SUBCOMMANDS = [
     "bgekit.cli.mine",
     "bgekit.cli.index",
     "bgekit.cli.serve",
+    "bgekit.cli.merge",
 ]
 
 

@@ -1,0 +1,145 @@
+"""`bgekit merge` and the merge of rerankers and decoders: merged tensors against the formula computed here from
+the checkpoint files, what the saved folders load as, and the errors (before any model loads)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from golden import GOLDEN
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+MODELS = GOLDEN / "models"
+TRIM, FT1, FT2 = (str(MODELS / n) for n in ("bert-embedder-trim", "bert-embedder-ft1", "bert-embedder-ft2"))
+
+
+def _tensors(folder) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(os.path.join(folder, "model.safetensors"))
+
+
+def _noisy_copy(src, dst, seed: int):
+    """A copy of a model folder with N(0, 0.05) noise on every float tensor (like the golden -ft variants)."""
+    import torch
+    from safetensors.torch import save_file
+
+    shutil.copytree(src, dst)
+    gen = torch.Generator().manual_seed(seed)
+    tensors = {k: v + 0.05 * torch.randn(v.shape, generator=gen) for k, v in _tensors(src).items()}
+    save_file(tensors, os.path.join(dst, "model.safetensors"), metadata={"format": "pt"})
+    return str(dst)
+
+
+def _main(argv):
+    from bgekit.cli import main
+
+    return main(argv)
+
+
+def test_merge_weights_cli_formula_and_loads_by_any_name(tmp_path, capsys):
+    out = tmp_path / "whatever"
+    assert _main(["merge", "--models", TRIM, FT1, "--weights", "0.75", "0.25", "--output", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model_type"] == "encoder" and report["weights"] == [0.75, 0.25]
+    a, b, merged = _tensors(TRIM), _tensors(FT1), _tensors(out)
+    assert set(merged) == set(a)
+    for k in a:
+        assert (merged[k] == 0.75 * a[k] + 0.25 * b[k]).all(), k
+    from bgekit import Embedder
+
+    emb = Embedder(str(out), devices="cpu")
+    assert emb.spec.kind == "encoder" and emb.pooling_method == "cls"
+    assert emb.encode(["merged models"]).shape == (1, 32)
+
+
+def test_merge_rerankers_by_layers(tmp_path, capsys):
+    """Rerankers merge (the reference's by-layers path crashes on them): the model type comes from the config,
+    the classifier head is averaged too, and the folder loads as a cross-encoder."""
+    base = str(MODELS / "bert-reranker")
+    other = _noisy_copy(base, tmp_path / "rr-ft", seed=3)
+    out = tmp_path / "rr-merged"
+    assert _main(["merge", "--models", base, other, "--weights", "0.4", "0.6", "--by-layers", "-o", str(out)]) == 0
+    assert "reranker" in capsys.readouterr().err
+    a, b, merged = _tensors(base), _tensors(other), _tensors(out)
+    assert any(k.startswith("classifier.") for k in merged)
+    for k in a:
+        assert (merged[k] == 0.4 * a[k] + 0.6 * b[k]).all(), k
+    assert json.loads((out / "bgekit_spec.json").read_text())["kind"] == "cross-encoder"
+    assert not (out / "modules.json").exists()  # no sentence-transformers layout for a reranker
+    from bgekit import Reranker
+
+    scores = Reranker(str(out), devices="cpu").score([["a query", "a passage"], ["a query", "other text"]])
+    assert len(scores) == 2 and scores[0] != scores[1]
+
+
+def test_merge_decoder_is_inferred_and_keeps_integer_free_lm_head(tmp_path, capsys):
+    lm, ft1 = str(MODELS / "decoder-lm"), str(MODELS / "decoder-ft1")
+    out = tmp_path / "dec"
+    assert _main(["merge", "--models", lm, ft1, "--weights", "0.5", "0.5", "-o", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model_type"] == "decoder"
+    merged, a, b = _tensors(out), _tensors(lm), _tensors(ft1)
+    assert (merged["lm_head.weight"] == 0.5 * a["lm_head.weight"] + 0.5 * b["lm_head.weight"]).all()
+    assert {"generation_config.json", "tokenizer.model"} <= set(os.listdir(out))
+
+
+def test_merge_with_example_data_file(tmp_path, capsys):
+    case = next(c for c in json.loads((GOLDEN / "manifest.json").read_text())["cases"]
+                if c["id"] == "cocktail/mix-models-with-data-encoder")
+    data = tmp_path / "few.jsonl"
+    data.write_text("".join(json.dumps(e) + "\n" for e in case["inputs"]["example_ata"]))
+    out = tmp_path / "m"
+    assert _main(["merge", "--models", TRIM, FT1, FT2, "--example-data", str(data), "-o", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    expected = json.loads((GOLDEN / case["outputs"]["weights"]["file"]).read_text())
+    assert report["weights"] == pytest.approx(expected, abs=1e-5)  # every item has exactly 7 negatives: seed-free
+    assert len(report["losses"]) == 3
+
+
+@pytest.mark.parametrize("argv, code, fragment", [
+    (["--weights", "0.5", "0.6"], 2, "--weights sum to 1.1; they must sum to 1"),
+    (["--weights", "0.25", "0.25"], 2, "--weights sum to 0.5"),
+    (["--weights", "1.0"], 2, "1 weights for 2 models"),
+    ([], 2, "give either --weights"),
+    (["--weights", "0.5", "0.5", "--example-data", "x.jsonl"], 2, "give either --weights"),
+    (["--weights", "0.5", "0.5", "--neg-number", "3"], 2, "--neg-number cannot apply with --weights"),
+    (["--example-data", "missing.jsonl"], 3, "--example-data 'missing.jsonl' does not exist"),
+    (["--example-data", "{bad}"], 3, ":2: field 'neg' must be a list of texts"),
+    (["--example-data", "{few}"], 3, ":1: 1 negatives, but neg_number=7"),
+    (["--weights", "0.5", "0.5", "--model-type", "reranker"], 4, "has no weights for tensor 'classifier.bias'"),
+])
+def test_merge_errors(tmp_path, capsys, monkeypatch, argv, code, fragment):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "q", "pos": ["p"], "neg": ["n1", "n2", "n3", "n4", "n5", "n6", "n7"]}\n'
+                   '{"query": "q", "pos": ["p"]}\n')
+    few = tmp_path / "few.jsonl"
+    few.write_text('{"query": "q", "pos": ["p"], "neg": ["n"]}\n')
+    argv = [a.replace("{bad}", str(bad)).replace("{few}", str(few)) for a in argv]
+    if code != 4:  # nothing may load before these checks
+        import bgekit.cocktail.params as params
+
+        monkeypatch.setattr(params, "inspect_model", lambda *a, **k: pytest.fail("a model was read before the check"))
+    monkeypatch.chdir(tmp_path)
+    assert _main(["merge", "--models", TRIM, FT1, "-o", str(tmp_path / "out"), *argv]) == code
+    assert fragment in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_merge_refuses_a_folder_with_files_unless_overwrite(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    assert _main(["merge", "--models", TRIM, FT1, "--weights", "0.5", "0.5", "-o", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_mismatched_models_name_model_and_tensor(tmp_path):
+    from bgekit.cocktail import MergeMismatch, mix_models
+
+    with pytest.raises(MergeMismatch, match=r"tensor 'embeddings.word_embeddings.weight' has shape \[30522, 32\]"):
+        mix_models([TRIM, str(MODELS / "bert-embedder")], "encoder", [0.5, 0.5])
+    with pytest.raises(MergeMismatch, match=r"model_type 'mistral'.*model_type 'bert'"):
+        mix_models([TRIM, str(MODELS / "decoder-embedder")], "encoder", [0.5, 0.5])
