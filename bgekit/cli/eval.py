@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from bgekit.cli.checks import check_devices, check_extras, check_input, check_output, positive_int
+from bgekit.cli.checks import check_devices, check_extras, check_input, check_output, positive_int, refuse
 from bgekit.errors import UsageError
 
 _SHOWN = ("ndcg@10", "recall@100", "mrr@10", "map@10", "precision@10")
@@ -129,12 +129,28 @@ def _precheck(args: argparse.Namespace) -> None:
     check_output(args.plot, "--plot", (".png",))
     outputs_for(args.retrieval)
     _config(args)  # EvalConfig validates every setting (k values, BM25 k1/b, fusion weights, cache folder)
+    _refuse_inapplicable(args)
+
+
+def _refuse_inapplicable(args: argparse.Namespace) -> None:
+    """Options that the chosen retrieval (or the absence of --reranker) would silently ignore are errors."""
     if args.retrieval == "bm25":
-        given = [o for o, v in (("--query-instruction", args.query_instruction),
-                                ("--passage-instruction", args.passage_instruction),
-                                ("--max-length", args.max_length), ("--cache-dir", args.cache_dir)) if v is not None]
-        if given:
-            raise UsageError(f"{', '.join(given)} cannot apply with --retrieval bm25 (no embedder is used)")
+        refuse(args, {"--query-instruction": None, "--passage-instruction": None, "--max-length": None,
+                      "--query-max-length": None, "--passage-max-length": None, "--cache-dir": None,
+                      "--batch-size": None, "--index-factory": "Flat", "--search-param": None},
+               "with --retrieval bm25 (no embedder is used)")
+        if not args.reranker:
+            refuse(args, {"--dtype": None, "--device": None}, "with --retrieval bm25 and no --reranker (no model is used)")
+    else:
+        refuse(args, {"--bm25-k1": 0.9, "--bm25-b": 0.4, "--no-stem": False}, f"with --retrieval {args.retrieval}")
+    if args.retrieval != "dense+sparse":
+        refuse(args, {"--fusion": "weighted_sum", "--weights": [1.0, 0.3]},
+               f"with --retrieval {args.retrieval} (fusion combines the signals of dense+sparse)")
+    if args.retrieval == "sparse":
+        refuse(args, {"--index-factory": "Flat", "--search-param": None}, "with --retrieval sparse (no FAISS index)")
+    if not args.reranker:
+        refuse(args, {"--rerank-top-k": 100, "--rerank-batch-size": None, "--reranker-max-length": None,
+                      "--rerank-interpolation": 0.0}, "without --reranker")
 
 
 def cmd_beir(args: argparse.Namespace) -> int:
