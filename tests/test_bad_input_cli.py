@@ -47,6 +47,7 @@ CASES = [
     ("encode {txt} -o {d}/x.npy --sparse --model {m3}", USAGE, "give a path ending in .jsonl"),
     ("encode {txt} -o {d}/x.jsonl --model {bert}", USAGE, "give a path ending in .npy"),
     ("encode {txt} -o {d}/x.npy --field body --model {bert}", USAGE, "--field 'body' applies to .jsonl input only"),
+    ("rerank {pairs} --model {xlmr} -o {d}/r.jsonl --json", USAGE, "--json cannot apply with --output"),
     ("rerank {pairs} --model {xlmr} --field body", USAGE, "--field cannot apply without --query"),
     ("index build --corpus {corpus} --index-dir {index} --model {bert}", USAGE, "or rebuild it with --overwrite"),
     ("eval beir --dataset-dir {beir} --model {bert} --index-factory Bogus12", USAGE, "--index-factory 'Bogus12'"),
@@ -85,6 +86,8 @@ CASES = [
     ("encode {txt} -o {d}/o.npy --model BAAI/bge-base-en-v1.5", MODEL, "`hf download BAAI/bge-base-en-v1.5"),
     ("rerank {pairs} --model BAAI/bge-reranker-v2-m3", MODEL, "bgekit ships no reranker weights"),
     ("search panda --index-dir {index} --model {m3}", MODEL, "kind='encoder'"),
+    ("index build --corpus {corpus} --index-dir {d}/ix-do --model {bert} --dense-only", MODEL, "--dense-only applies to BGE-M3"),
+    ("index build --corpus {corpus} --index-dir {d}/ix-cb --model {bert} --colbert", MODEL, "--colbert applies to BGE-M3"),
     # ---- outputs and services (I/O), all before any encoding
     ("encode {txt} -o {txt}/sub/o.npy --model {bert}", IO, "is a file, so the folder"),
     ("encode {txt} -o {folder_npy} --model {bert}", IO, "is a folder; give a file path"),

@@ -72,6 +72,13 @@ def cmd_build(args: argparse.Namespace) -> int:
                          "or rebuild it with --overwrite")
     docs = read_corpus(args.corpus)
     model = _load_model(args.model or DEFAULT_MODEL, args)
+    if not hasattr(model, "encode_multi"):
+        from bgekit.errors import ModelMismatch
+
+        for flag in ("--colbert", "--dense-only"):
+            if getattr(args, flag[2:].replace("-", "_")):
+                raise ModelMismatch(f"{flag} applies to BGE-M3 models; {model.model_name_or_path!r} is a "
+                                    f"{model.spec.kind} embedder, which stores dense vectors only")
     outputs = ("dense",) if args.dense_only else None
     store = build_index(args.index_dir, model, docs, outputs=outputs, colbert=args.colbert, factory=args.factory,
                         metric=args.metric, search_params=_search_params(args), overwrite=args.overwrite,

@@ -81,6 +81,8 @@ def cmd_rerank(args: argparse.Namespace) -> int:
 
     check_input(args.input, "input")
     check_output(args.output, "--output")
+    if args.output:
+        refuse(args, {"--json": False}, "with --output (the output file is jsonl)")
     check_devices(args.device)
     if args.query is not None:
         from bgekit.cli.embed import read_texts
