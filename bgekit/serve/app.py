@@ -51,6 +51,9 @@ class Context:
         watch = asyncio.ensure_future(disconnected(request.receive))
         try:
             await asyncio.wait((job, watch), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the handler itself was cancelled (shutdown): so is its work
+            job.cancel()
+            raise
         finally:
             watch.cancel()
         if not job.done():

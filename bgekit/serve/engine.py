@@ -105,6 +105,9 @@ def _check_config(cfg: ServeConfig) -> None:
             raise ValueError(f"ServeConfig.{name} must be a positive integer, got {value!r}")
     if cfg.max_input_tokens is not None and (not isinstance(cfg.max_input_tokens, int) or cfg.max_input_tokens < 1):
         raise ValueError(f"ServeConfig.max_input_tokens must be a positive integer, got {cfg.max_input_tokens!r}")
+    names = cfg.served_model_names
+    if not isinstance(names, (tuple, list)) or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"ServeConfig.served_model_names must be a tuple of non-empty names, got {names!r}")
     if not cfg.body_timeout_s > 0:
         raise ValueError(f"ServeConfig.body_timeout_s must be positive, got {cfg.body_timeout_s!r}")
 
@@ -124,8 +127,9 @@ class Engine:
         self.model_name = cfg.model_name or (e.model_name_or_path if e is not None else None)
         self.reranker_name = cfg.reranker_name or (r.model_name_or_path if r is not None else None)
         aliases = tuple(cfg.served_model_names)
-        self.model_names = _names(self.model_name, getattr(e, "model_name_or_path", None), *aliases) if e else set()
-        self.reranker_names = _names(self.reranker_name, getattr(r, "model_name_or_path", None), *aliases) if r else set()
+        self.model_names = set() if e is None else _names(self.model_name, getattr(e, "model_name_or_path", None), *aliases)
+        self.reranker_names = set() if r is None else _names(self.reranker_name, getattr(r, "model_name_or_path", None),
+                                                             *aliases)
         self.tok = _counting_copy(e.tokenizer) if e is not None else None
         self.rtok = _counting_copy(r.tokenizer) if r is not None else None
         self.limit = cfg.max_input_tokens or (e.passage_max_length if e is not None else None)
