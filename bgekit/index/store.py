@@ -14,19 +14,18 @@ Example:
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sqlite3
 import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from bgekit.errors import InputError, UsageError
+from bgekit.errors import UsageError
 from bgekit.index import documents as D
 from bgekit.index import generation as G
+from bgekit.index import integrity as I
 from bgekit.index.model_info import ModelInfo
 from bgekit.types import SparseVector
 
@@ -126,13 +125,7 @@ class IndexStore:
         return True
 
     def _load(self, folder: str) -> None:
-        manifest = _read_manifest(folder)
-        for name, size in manifest["files"].items():
-            file = os.path.join(folder, name)
-            actual = os.path.getsize(file) if os.path.isfile(file) else None
-            if actual != size:
-                raise InputError(f"{file}: {'missing' if actual is None else f'{actual} bytes'} where the manifest "
-                                 f"records {size} bytes; the index is damaged")
+        manifest = I.read_manifest(folder)
         self.manifest, self.folder = manifest, folder
         self.model_info = ModelInfo.from_json(manifest["model"])
         self.outputs, self.count = tuple(manifest["outputs"]), int(manifest["count"])
@@ -174,32 +167,23 @@ class IndexStore:
             index._set_param(name, value)
         return index
 
-    @contextlib.contextmanager
-    def _damage_named(self):
-        """A damaged document table found while reading is named (file and fix), not a raw sqlite3 error."""
-        try:
-            yield
-        except sqlite3.DatabaseError as e:
-            raise InputError(f"{self.docs_path}: the index's document table is damaged ({e}); rebuild the index or "
-                             "restore this folder from a copy") from None
-
     def check(self) -> None:
         """Verify the live generation in full (file sizes, and SQLite's integrity check of the document table).
 
         Raises:
             InputError: what is damaged, naming the file.
         """
-        _read_manifest(self.folder)
+        I.read_manifest(self.folder)
         D.open_readonly(self.docs_path, count=self.count, full_check=True).close()
 
     def documents(self, rows: Sequence[int]) -> dict[int, tuple[str, str, str | None, dict]]:
         """row -> (id, text, title, metadata)."""
-        with self._lock, self._damage_named():
+        with self._lock, I.damage_named(self.docs_path):
             return D.fetch(self.db, rows)
 
     def rows(self, ids: Sequence[str]) -> dict[str, int]:
         """id -> row for the ids present."""
-        with self._lock, self._damage_named():
+        with self._lock, I.damage_named(self.docs_path):
             return D.rows_of_ids(self.db, ids)
 
     def filter_rows(self, where: dict) -> np.ndarray:
@@ -211,7 +195,7 @@ class IndexStore:
         with self._lock:
             rows = self._filters.get(key)
             if rows is None:
-                with self._damage_named():
+                with I.damage_named(self.docs_path):
                     rows = D.filter_rows(self.db, where)
                 if len(self._filters) >= FILTER_CACHE:
                     self._filters.pop(next(iter(self._filters)))
@@ -308,23 +292,6 @@ def _fill(writer: G.GenerationWriter, docs: D.Documents, model: Any, vectors: Ve
             enc = encode(model, texts[start:end], "passage", outputs, batch_size)
             writer.append(docs.slice(start, end), _check_vectors(enc, end - start, outputs, info))
             bar.update(end - start)
-
-
-def _read_manifest(folder: str) -> dict:
-    path = os.path.join(folder, "manifest.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except FileNotFoundError:
-        raise InputError(f"{path} is missing; the index is damaged") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: not valid JSON ({e}); the index is damaged") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != "bgekit-index" or manifest.get("version") != 1:
-        raise InputError(f"{path}: not the manifest of a bgekit index of format version 1")
-    missing = [k for k in ("files", "model", "outputs", "count", "dense") if k not in manifest]
-    if missing:
-        raise InputError(f"{path}: the manifest lacks {', '.join(missing)}; the index is damaged")
-    return manifest
 
 
 def open_index(path: str, search_params: dict | None = None) -> IndexStore:
