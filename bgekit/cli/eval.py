@@ -284,3 +284,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--markdown")
     r.add_argument("--plot")
     r.set_defaults(func=cmd_report)
+
+    from bgekit.cli import eval_sts  # `bgekit eval sts` lives in its own module
+
+    eval_sts.register(eval_sub)
