@@ -41,6 +41,7 @@ CASES = [
     ("BM25Index(['a doc'], b=-0.5)", UsageError, "bm25_b (--bm25-b) must be a number in 0..1, got -0.5"),
     ("check_model_fits(emb, EvalConfig(retrieval='sparse'))", ModelMismatch, "is a dense-only embedder"),
     ("check_model_fits(emb, EvalConfig(index_factory='Bogus12'))", UsageError, "FAISS refuses them"),
+    ("EmbeddingCache(latin1)", UsageError, "latin1.jsonl' is a file; give a folder"),
     # inputs
     ("list(iter_jsonl(folder))", InputFileError, "is a folder; expected a file"),
     ("list(iter_jsonl(latin1))", InputError, "latin1.jsonl:2: not valid UTF-8"),
@@ -53,6 +54,7 @@ CASES = [
 def namespace(tmp_path_factory):
     from bgekit import Embedder, M3Embedder, Reranker
     from bgekit.backends import locate
+    from bgekit.eval.cache import EmbeddingCache
     from bgekit.eval.retrieval import BM25Index
     from bgekit.eval.runner import EvalConfig, check_model_fits
     from bgekit.io import iter_jsonl
@@ -61,7 +63,7 @@ def namespace(tmp_path_factory):
     (d / "latin1.jsonl").write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
     (d / "bom.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "ok"}\n')
     return {"Embedder": Embedder, "M3Embedder": M3Embedder, "Reranker": Reranker, "EvalConfig": EvalConfig,
-            "check_model_fits": check_model_fits, "BM25Index": BM25Index, "iter_jsonl": iter_jsonl, "locate": locate,
+            "check_model_fits": check_model_fits, "BM25Index": BM25Index, "EmbeddingCache": EmbeddingCache, "iter_jsonl": iter_jsonl, "locate": locate,
             "BERT": BERT, "M3": M3, "XLMR": XLMR, "emb": Embedder(BERT, devices="cpu"), "rr": Reranker(XLMR, devices="cpu"),
             "folder": str(d), "latin1": str(d / "latin1.jsonl"), "bom": str(d / "bom.jsonl")}
 

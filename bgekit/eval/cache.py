@@ -79,6 +79,10 @@ class EmbeddingCache:
         if not isinstance(folder, (str, os.PathLike)) or not str(folder):
             raise TypeError(f"cache folder must be a path, got {folder!r}")
         self.folder = os.fspath(folder)
+        if os.path.exists(self.folder) and not os.path.isdir(self.folder):
+            from bgekit.errors import UsageError
+
+            raise UsageError(f"cache folder {self.folder!r} is a file; give a folder (or a new path) for the cache")
 
     @staticmethod
     def key(model_fingerprint: str, settings: dict[str, Any], data_fingerprint: str) -> str:
