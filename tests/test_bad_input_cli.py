@@ -50,6 +50,8 @@ CASES = [
     ("rerank {pairs} --model {xlmr} -o {d}/r.jsonl --json", USAGE, "--json cannot apply with --output"),
     ("rerank {pairs} --model {xlmr} --field body", USAGE, "--field cannot apply without --query"),
     ("index build --corpus {corpus} --index-dir {index} --model {bert}", USAGE, "or rebuild it with --overwrite"),
+    ("index add --corpus {corpus} --index-dir {index}", USAGE, "replace them with upsert=True (bgekit index add --upsert)"),
+    ("index delete --index-dir {index} --ids nope", USAGE, "bgekit index delete --ignore-missing, skips them"),
     ("eval beir --dataset-dir {beir} --model {bert} --index-factory Bogus12", USAGE, "--index-factory 'Bogus12'"),
     # ---- devices: a clear error at construction naming the argument and what exists (usage)
     ("encode {txt} -o {d}/o.npy --model {bert} --device banana", USAGE, "device 'banana' (devices / --device) is not available"),

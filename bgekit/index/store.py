@@ -236,8 +236,8 @@ class IndexStore:
             existing = self.rows(docs.ids)
             if existing and not upsert:
                 shown = ", ".join(repr(i) for i in list(existing)[:5])
-                raise ValueError(f"{len(existing)} document id(s) already in the index ({shown}); pass upsert=True "
-                                 "to replace them, or delete them first")
+                raise UsageError(f"{len(existing)} document id(s) already in the index ({shown}); replace them with "
+                                 "upsert=True (bgekit index add --upsert), or delete them first")
             with self._writer(self.manifest) as writer:
                 writer.copy(self, np.fromiter(existing.values(), dtype=np.int64, count=len(existing)))
                 _fill(writer, docs, model, vectors, self.outputs, self.model_info, batch_size, show_progress)
@@ -264,7 +264,8 @@ class IndexStore:
             found = self.rows([str(i) for i in ids])
             absent = [str(i) for i in ids if str(i) not in found]
             if absent and missing == "error":
-                raise ValueError(f"{len(absent)} id(s) not in the index: {', '.join(map(repr, absent[:10]))}")
+                raise UsageError(f"{len(absent)} id(s) not in the index: {', '.join(map(repr, absent[:10]))} "
+                                 "(missing='ignore', or bgekit index delete --ignore-missing, skips them)")
             with self._writer(self.manifest) as writer:
                 writer.copy(self, np.fromiter(found.values(), dtype=np.int64, count=len(found)))
                 writer.commit()
