@@ -160,3 +160,21 @@ def test_debug_shows_the_traceback(how, files, capsys, monkeypatch):
     assert code == 3
     assert "Traceback (most recent call last)" in out.err and "bgekit.errors.InputFileError" in out.err
     assert out.err.strip().splitlines()[-1].startswith("bgekit encode: input error:")
+
+
+@pytest.mark.slow  # about 35 s on 2 cores (each worker loads the model); tests/test_batching.py covers the mechanism
+def test_several_devices_without_main_guard_fail_fast_with_the_fix(tmp_path):
+    """The issue's hang: FlagEmbedding's multi-device path from a script without `if __name__ == "__main__":`.
+
+    Each spawned worker re-runs the script, which loads the model again and starts its own pool; that used to
+    block the parent forever in Process.start() (the model travelled through the start pipe)."""
+    from bad_input import BERT
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(f"from bgekit import Embedder\nemb = Embedder({BERT!r}, devices=['cpu', 'cpu'])\n"
+                      "print(emb.encode(['a', 'b', 'c']).shape)\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 1 and proc.stdout == ""
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "died while starting, before running any work" in last and 'if __name__ == "__main__":' in last
