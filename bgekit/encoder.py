@@ -15,7 +15,7 @@ from bgekit.batching import check_batch_size, check_texts, map_devices, run_sort
 from bgekit.errors import ModelMismatch
 from bgekit.pooling import get_pooling
 from bgekit.prompts import apply_instruction, icl_prefix
-from bgekit.registry import DEFAULT_MODEL, ModelSpec, resolve
+from bgekit.registry import DEFAULT_MODEL, ModelSpec, resolve, with_task
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,8 @@ class Embedder:
     Args:
         model_name_or_path: a local folder, a hub name, or "all-MiniLM-L6-v2" (the embedded default).
         spec: how to run the model; resolved from the folder or name when None.
+        task: for models with per-task instructions (BAAI/llm-embedder: qa, convsearch, chat, lrlm, icl, tool),
+            the task whose query and passage instructions encode_queries / encode_corpus apply.
         pooling: "cls", "mean" or "last_token"; defaults to the spec's.
         normalize: L2-normalise the output vectors.
         query_instruction: instruction for encode_queries; defaults to the one the model was trained with.
@@ -60,6 +62,7 @@ class Embedder:
         model_name_or_path: str = DEFAULT_MODEL,
         *,
         spec: ModelSpec | None = None,
+        task: str | None = None,
         pooling: str | None = None,
         normalize: bool = True,
         query_instruction: Any = _FROM_SPEC,
@@ -87,6 +90,7 @@ class Embedder:
         self.spec = spec if spec is not None else resolve(model_name_or_path, folder=self.path)
         if not self.spec.is_embedder:
             raise ValueError(f"{model_name_or_path!r} is a {self.spec.kind} reranker, not an embedder; use bgekit.Reranker")
+        self.spec = with_task(self.spec, task, model_name_or_path)  # a task's instruction pair (BAAI/llm-embedder)
         self.max_positions = backends.position_limit(backends.read_config(self.path))
         self.pooling_method = pooling or self.spec.pooling or "cls"
         self._pool = get_pooling(self.pooling_method)

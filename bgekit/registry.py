@@ -100,6 +100,22 @@ def _llm(fmt: str = INSTRUCT_QUERY, instruction: str = WEB_SEARCH, remote: bool 
 
 _E5 = ModelSpec("encoder", "mean", query_instruction="query: ", passage_instruction="passage: ")
 
+# BAAI/llm-embedder's instructions for queries and keys, per task (its README and TASK_CONFIG, as published)
+LLM_EMBEDDER_TASKS = {
+    "qa": {"query": "Represent this query for retrieving relevant documents: ",
+           "key": "Represent this document for retrieval: "},
+    "convsearch": {"query": "Encode this query and context for searching relevant passages: ",
+                   "key": "Encode this passage for retrieval: "},
+    "chat": {"query": "Embed this dialogue to find useful historical dialogues: ",
+             "key": "Embed this historical dialogue for retrieval: "},
+    "lrlm": {"query": "Embed this text chunk for finding useful historical chunks: ",
+             "key": "Embed this historical text chunk for retrieval: "},
+    "icl": {"query": "Convert this example into vector to look for useful examples: ",
+            "key": "Convert this example into vector for retrieval: "},
+    "tool": {"query": "Transform this user request for fetching helpful tool descriptions: ",
+             "key": "Transform this tool description for retrieval: "},
+}
+
 EMBEDDERS: dict[str, ModelSpec] = {
     # BGE
     "bge-reasoner-embed-qwen3-8b-0923": _llm(),
@@ -133,6 +149,9 @@ EMBEDDERS: dict[str, ModelSpec] = {
     "SFR-Embedding-Mistral": _llm(),
     "Linq-Embed-Mistral": _llm(),
     "bce-embedding-base_v1": _bge("cls"),
+    # LLM-Embedder: one instruction pair per task (research/llm_embedder); Embedder(..., task="qa") picks one
+    "llm-embedder": ModelSpec("encoder", "cls", query_instruction=LLM_EMBEDDER_TASKS["qa"]["query"],
+                              passage_instruction=LLM_EMBEDDER_TASKS["qa"]["key"], extra={"tasks": LLM_EMBEDDER_TASKS}),
     # The embedded offline default (sentence-transformers model: mean pooling, no instruction).
     "all-MiniLM-L6-v2": ModelSpec("encoder", "mean", max_length=256),
 }
@@ -173,6 +192,30 @@ _DECODER_TYPES = {
     "llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "gemma", "gemma2", "gemma3",
     "gemma3_text", "phi", "phi3", "minicpm", "gpt2", "gpt_neox", "falcon", "olmo", "olmo2", "starcoder2",
 }
+
+
+def with_task(spec: ModelSpec, task: str | None, name: str = "this model") -> ModelSpec:
+    """``spec`` with the query and passage instructions of one of its tasks (models trained with an instruction
+    pair per task, such as BAAI/llm-embedder); ``task=None`` returns ``spec`` unchanged.
+
+    Raises:
+        UsageError: the model has no per-task instructions, or ``task`` is not one of its tasks (valid ones listed).
+
+    Example:
+        >>> with_task(EMBEDDERS["llm-embedder"], "tool").query_instruction
+        'Transform this user request for fetching helpful tool descriptions: '
+    """
+    from bgekit.errors import UsageError
+
+    if task is None:
+        return spec
+    tasks = spec.extra.get("tasks") or {}
+    if not tasks:
+        raise UsageError(f"task={task!r} cannot apply: {name!r} has no per-task instructions (models with tasks: "
+                         f"{', '.join(k for k, v in EMBEDDERS.items() if v.extra.get('tasks'))})")
+    if task not in tasks:
+        raise UsageError(f"unknown task {task!r} for {name!r}; valid tasks: {', '.join(tasks)}")
+    return dataclasses.replace(spec, query_instruction=tasks[task]["query"], passage_instruction=tasks[task]["key"])
 
 
 def model_name(name_or_path: str) -> str:

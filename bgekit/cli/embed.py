@@ -52,6 +52,8 @@ def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         kwargs["dtype"] = args.dtype
     if args.device:
         kwargs["devices"] = args.device
+    if args.task:
+        kwargs["task"] = args.task
     return kwargs
 
 
@@ -62,6 +64,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="tokens per text, at most the model's position limit (default: the model's)")
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None)
     p.add_argument("--device", action="append", help="device, repeatable for several (default: all GPUs or CPU)")
+    p.add_argument("--task", help="the task's query/passage instructions, for models with per-task instructions "
+                                  "(BAAI/llm-embedder: qa, convsearch, chat, lrlm, icl, tool)")
 
 
 def cmd_encode(args: argparse.Namespace) -> int:

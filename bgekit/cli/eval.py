@@ -67,6 +67,8 @@ def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         kwargs["query_instruction"] = args.query_instruction or None
     if args.passage_instruction is not None:
         kwargs["passage_instruction"] = args.passage_instruction or None
+    if args.task:
+        kwargs["task"] = args.task
     return kwargs
 
 
@@ -135,7 +137,7 @@ def _precheck(args: argparse.Namespace) -> None:
 def _refuse_inapplicable(args: argparse.Namespace) -> None:
     """Options that the chosen retrieval (or the absence of --reranker) would silently ignore are errors."""
     if args.retrieval == "bm25":
-        refuse(args, {"--query-instruction": None, "--passage-instruction": None, "--max-length": None,
+        refuse(args, {"--query-instruction": None, "--passage-instruction": None, "--task": None, "--max-length": None,
                       "--query-max-length": None, "--passage-max-length": None, "--cache-dir": None,
                       "--batch-size": None, "--index-factory": "Flat", "--search-param": None},
                "with --retrieval bm25 (no embedder is used)")
@@ -240,6 +242,8 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", action="append", help="device, repeatable")
     p.add_argument("--query-instruction", help="override the model's query instruction ('' for none)")
     p.add_argument("--passage-instruction", help="override the model's passage instruction ('' for none)")
+    p.add_argument("--task", help="the task's query/passage instructions (BAAI/llm-embedder: qa, convsearch, chat, "
+                                  "lrlm, icl, tool)")
     p.add_argument("--k-values", type=_ints, default=[1, 3, 5, 10, 100, 1000], help="metric cutoffs, e.g. 1,10,100")
     p.add_argument("--search-top-k", type=positive_int, default=1000, help="documents retrieved per query")
     p.add_argument("--keep-self", action="store_true",
