@@ -132,3 +132,13 @@ def test_bad_input(command, code, fragment, files, capsys, monkeypatch):
         last = [line for line in lines if line.startswith("bgekit")]
         assert last, err  # argparse's "bgekit COMMAND: error: ..." or ours
         assert len(lines) <= 2, err
+
+
+def test_relative_new_outputs_are_accepted(tmp_path, monkeypatch):
+    """`--index-dir my-index` / `-o out.npy` relative to the working folder, which does not exist yet."""
+    from bgekit.cli.checks import check_output, check_output_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert check_output_dir("my-index", "--index-dir") == "my-index"
+    assert check_output("out.npy", "-o", (".npy",)) == "out.npy"
+    assert check_output("new/sub/out.npy", "-o") == "new/sub/out.npy"

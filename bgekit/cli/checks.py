@@ -62,6 +62,7 @@ def check_output_dir(path: str, option: str) -> str:
 
 
 def _check_writable_folder(folder: str, what: str) -> None:
+    folder = os.path.abspath(folder)  # a relative new folder ("my-index") is checked against the working folder
     probe = folder
     while not os.path.exists(probe):  # the nearest existing ancestor decides whether it can be created
         parent = os.path.dirname(probe)
