@@ -143,3 +143,65 @@ def test_mismatched_models_name_model_and_tensor(tmp_path):
         mix_models([TRIM, str(MODELS / "bert-embedder")], "encoder", [0.5, 0.5])
     with pytest.raises(MergeMismatch, match=r"model_type 'mistral'.*model_type 'bert'"):
         mix_models([TRIM, str(MODELS / "decoder-embedder")], "encoder", [0.5, 0.5])
+
+
+def _as_mean_pooling_model(src, dst) -> str:
+    """A copy of a tiny BERT named like all-MiniLM-L6-v2, so it resolves to that row (mean pooling, 256 tokens)."""
+    shutil.copytree(src, dst)
+    return str(dst)
+
+
+def test_mean_pooling_models_keep_their_pooling_and_loss(tmp_path):
+    """A mean-pooling first model: the saved sentence-transformers pooling and bgekit spec say mean (the reference
+    always writes CLS), and the example loss scores the mean-pooled embeddings bgekit's Embedder produces."""
+    import random
+
+    import torch
+
+    from bgekit import Embedder
+    from bgekit.cocktail import compute_weights, mix_models
+
+    base = _as_mean_pooling_model(TRIM, tmp_path / "a" / "all-MiniLM-L6-v2")
+    other = _as_mean_pooling_model(FT1, tmp_path / "b" / "all-MiniLM-L6-v2")
+    out = tmp_path / "merged"
+    mix_models([base, other], "encoder", [0.5, 0.5], output_path=str(out))
+    pooling = json.loads((out / "1_Pooling" / "config.json").read_text())
+    assert pooling["pooling_mode_mean_tokens"] and not pooling["pooling_mode_cls_token"]
+    spec = json.loads((out / "bgekit_spec.json").read_text())
+    assert (spec["pooling"], spec["max_length"]) == ("mean", 256)
+
+    case = next(c for c in json.loads((GOLDEN / "manifest.json").read_text())["cases"]
+                if c["id"] == "cocktail/mix-models-with-data-encoder")
+    examples = case["inputs"]["example_ata"][:2]  # one batch of 2 queries, 16 passages
+    random.seed(0)
+    weights, losses = compute_weights([base, other], "encoder", examples, neg_number=7)
+    for path, loss in zip((base, other), losses):
+        emb = Embedder(path, devices="cpu")
+        assert emb.pooling_method == "mean"
+        q = torch.from_numpy(emb.encode([e["query"] for e in examples]))
+        p = torch.from_numpy(emb.encode([t for e in examples for t in e["pos"][:1] + e["neg"]]))
+        expected = torch.nn.functional.cross_entropy(q @ p.T / 0.05, torch.tensor([0, 8]))
+        assert loss == pytest.approx(float(expected), abs=1e-4)
+    assert weights == pytest.approx(torch.softmax(-torch.tensor(losses) / 5.0, -1).tolist(), abs=1e-7)
+
+
+def test_extra_checkpoint_keys_still_stream(tmp_path):
+    """An old checkpoint's persistent position_ids buffer (all-MiniLM-L6-v2 has one) is not a model tensor: the
+    file is still streamed tensor by tensor, and the merge is unchanged."""
+    import torch
+    from safetensors.torch import save_file
+
+    from bgekit.cocktail import mix_models
+    from bgekit.cocktail.params import inspect_model
+
+    old = tmp_path / "old"
+    shutil.copytree(FT1, old)
+    tensors = _tensors(FT1)
+    tensors["embeddings.position_ids"] = torch.arange(512).unsqueeze(0)
+    save_file(tensors, str(old / "model.safetensors"), metadata={"format": "pt"})
+    assert inspect_model(str(old), "encoder").files == [str(old / "model.safetensors")]
+    merged = mix_models([TRIM, str(old)], "encoder", [0.5, 0.5]).state_dict()
+    a, b = _tensors(TRIM), _tensors(FT1)
+    assert set(merged) == set(a)
+    for k in a:
+        assert (merged[k] == 0.5 * a[k] + 0.5 * b[k]).all(), k

@@ -77,6 +77,9 @@ def test_every_task_selects_its_pair_and_bad_tasks_are_named(folder):
     for task, pair in LLM_EMBEDDER_TASKS.items():
         chosen = with_task(spec, task, folder)
         assert (chosen.query_instruction, chosen.passage_instruction) == (pair["query"], pair["key"])
+    default = Embedder(folder, devices="cpu")  # no task: the qa pair (docs/compat.md)
+    assert default.query_instruction_for_retrieval == LLM_EMBEDDER_TASKS["qa"]["query"]
+    assert default.passage_instruction_for_retrieval == LLM_EMBEDDER_TASKS["qa"]["key"]
     with pytest.raises(UsageError, match="unknown task 'retrieval'.*valid tasks: qa, convsearch, chat, lrlm, icl, tool"):
         Embedder(folder, task="retrieval", devices="cpu")
     with pytest.raises(UsageError, match="has no per-task instructions"):

@@ -2,8 +2,8 @@
 ``softmax(-loss / temperature)`` in float32, as LM-Cocktail computes them.
 
 - Embedders ("encoder"): queries in batches of ``batch_size``; each query brings its first positive and
-  ``neg_number`` negatives drawn with Python's global ``random`` (as the reference does); CLS embeddings,
-  L2-normalised, scores ``q @ p.T / 0.05`` against every passage of the batch, cross-entropy with target
+  ``neg_number`` negatives drawn with Python's global ``random`` (as the reference does); embeddings pooled as
+  the first model pools (the reference always takes CLS; BGE models pool CLS), L2-normalised, scores ``q @ p.T / 0.05`` against every passage of the batch, cross-entropy with target
   ``i * (1 + neg_number)``; the loss is the mean of the batch means.
 - LLMs ("decoder"): ``input + ' ' + output`` with the tokenizer's special tokens and one more EOS; the prompt's
   tokens (``encode(input)``, special tokens included) are masked out of the labels; the HF causal-LM loss per
@@ -63,15 +63,25 @@ def embedder_batches(tokenizer, examples: list[dict], batch_size: int, max_lengt
     return batches
 
 
-def embedder_loss(model, batches: list) -> float:
-    """Mean over batches of the in-batch contrastive loss of CLS embeddings (temperature 0.05)."""
+def embedder_loss(model, batches: list, pooling: str = "cls") -> float:
+    """Mean over batches of the in-batch contrastive loss of L2-normalised embeddings (temperature 0.05).
+
+    ``pooling``: how the model pools ("cls" as in the reference; a mean-pooling model such as all-MiniLM-L6-v2
+    is scored with the embeddings it produces)."""
     import torch
+
+    from bgekit.pooling import get_pooling
+
+    pool = get_pooling(pooling)
+
+    def embed(inputs):
+        hidden = model(**inputs, return_dict=True).last_hidden_state  # (B, T, H)
+        return torch.nn.functional.normalize(pool(hidden, inputs["attention_mask"]), dim=-1)  # (B, H)
 
     total = torch.zeros(())
     with torch.no_grad():
         for q_inputs, p_inputs in batches:
-            q = torch.nn.functional.normalize(model(**q_inputs, return_dict=True).last_hidden_state[:, 0], dim=-1)  # (Q, H)
-            p = torch.nn.functional.normalize(model(**p_inputs, return_dict=True).last_hidden_state[:, 0], dim=-1)  # (P, H)
+            q, p = embed(q_inputs), embed(p_inputs)  # (Q, H), (P, H)
             scores = q @ p.T / 0.05  # (Q, P)
             target = torch.arange(q.shape[0]) * (p.shape[0] // q.shape[0])
             total = total + torch.nn.functional.cross_entropy(scores, target)

@@ -2,6 +2,7 @@
 from a few examples, and (the same streaming merge) "by layers"."""
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -150,6 +151,7 @@ def compute_weights(names: list[str], model_type: str, examples: list[dict], tem
     from bgekit import backends
     from bgekit.cocktail import losses as L
     from bgekit.cocktail.params import check_compatible, inspect_model, load_into, load_whole
+    from bgekit.cocktail.saving import merged_spec
 
     models = [inspect_model(n, model_type) for n in names]
     check_compatible(models)
@@ -158,7 +160,9 @@ def compute_weights(names: list[str], model_type: str, examples: list[dict], tem
     limit = backends.position_limit(first.config.to_dict())
     max_length = min(max_input_length, limit) if limit else max_input_length
     if model_type == "encoder":
-        data, loss_fn = L.embedder_batches(tokenizer, examples, batch_size, max_length, neg_number), L.embedder_loss
+        pooling = merged_spec(first, "encoder").pooling or "cls"  # the reference always pools CLS (docs/compat.md)
+        data = L.embedder_batches(tokenizer, examples, batch_size, max_length, neg_number)
+        loss_fn = functools.partial(L.embedder_loss, pooling=pooling)
     else:
         data, loss_fn = L.llm_batches(tokenizer, L.llm_rows(tokenizer, examples, max_length), batch_size), L.llm_loss
     model = load_whole(first)

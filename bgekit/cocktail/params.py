@@ -31,7 +31,7 @@ class ModelParams:
     path: str
     config: Any
     shapes: dict[str, tuple]
-    files: list[str]  # safetensors files whose keys are exactly the state dict's ([] = load with transformers)
+    files: list[str]  # safetensors files holding every state-dict key ([] = load the model with transformers)
     auto_class: str
     trust_remote_code: bool
 
@@ -63,21 +63,22 @@ def inspect_model(name: str, model_type: str, trust_remote_code: bool = False) -
 
 
 def _safetensors_files(path: str, keys: set[str]) -> list[str]:
-    """The safetensors file(s) of a folder when their keys are exactly ``keys``; [] otherwise (other names, tied
-    weights stored once, a .bin checkpoint): such a model is loaded whole with transformers instead."""
+    """The safetensors file(s) of a folder when they hold every key of ``keys`` under its own name (extra keys,
+    such as an old checkpoint's ``position_ids`` buffer, are not read; transformers ignores them too); [] otherwise
+    (other names, tied weights stored once, a .bin checkpoint): such a model is loaded whole with transformers."""
     index = os.path.join(path, "model.safetensors.index.json")
     if os.path.isfile(index):
         with open(index, encoding="utf-8") as f:
             weight_map = json.load(f).get("weight_map", {})
         files = sorted({os.path.join(path, v) for v in weight_map.values()})
-        return files if set(weight_map) == keys else []
+        return files if keys <= set(weight_map) else []
     single = os.path.join(path, "model.safetensors")
     if not os.path.isfile(single):
         return []
     from safetensors import safe_open
 
     with safe_open(single, "pt") as f:
-        return [single] if set(f.keys()) == keys else []
+        return [single] if keys <= set(f.keys()) else []
 
 
 def check_compatible(models: list[ModelParams]) -> None:
@@ -113,7 +114,8 @@ def iter_params(model: ModelParams) -> Iterator[tuple[str, Any]]:
         for file in model.files:
             with safe_open(file, "pt") as f:
                 for key in f.keys():
-                    yield key, f.get_tensor(key)
+                    if key in model.shapes:
+                        yield key, f.get_tensor(key)
         return
     yield from load_whole(model).state_dict().items()
 
