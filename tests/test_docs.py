@@ -12,6 +12,10 @@ How a block is run
   - Only ``bash``, ``sh`` and ``python`` blocks run. Output samples and file layouts use ``text`` / ``json``
     fences (or none) and are not run.
 
+What runs by default: the blocks of the files in ``DEFAULT_RUN`` (README.md); the blocks of docs/*.md run with
+``-m slow`` (``python -m pytest tests/test_docs.py -m "slow or not slow"`` runs all), so the default suite stays
+fast.
+
 Markers: an HTML comment on the line directly above a block's opening fence.
   ``<!-- docs: skip (needs a GPU) -->``, ``<!-- docs: skip (needs a hub download) -->``, ...
       Not run; the reason is the skip message. Put the offline alternative in the next block.
@@ -63,6 +67,9 @@ HUB = {
     "BAAI/bge-reranker-v2-minicpm-layerwise": str(MODELS / "layerwise-reranker"),
     "BAAI/bge-reranker-v2.5-gemma2-lightweight": str(MODELS / "lightweight-reranker"),
 }
+# The default run (``python -m pytest``) runs these files' blocks, the newcomer's first hour (about 100 s of CPU
+# time); every other file's blocks, and blocks marked slow, run with ``-m slow`` (docs/ in full: about 150 s more).
+DEFAULT_RUN = {"README.md"}
 SCIFACT_QUERIES = 10      # the SciFact stand-in: these many test queries, their relevant docs and 40 others
 SCIFACT_DOCS = 40
 MARKER = re.compile(r"<!--\s*docs:\s*(skip|slow|needs-server|starts-server)\b\s*(.*?)\s*-->")
@@ -109,8 +116,8 @@ ALL = [b for doc in DOCS for b in extract(doc)]
 
 
 def _param(block: Block):
-    marks = [pytest.mark.slow] if block.marker == "slow" else []
-    return pytest.param(block, id=block.id, marks=marks)
+    slow = block.marker == "slow" or block.doc.relative_to(ROOT).as_posix() not in DEFAULT_RUN
+    return pytest.param(block, id=block.id, marks=[pytest.mark.slow] if slow else [])
 
 
 def substitute(text: str, paths: dict[str, str]) -> str:
@@ -144,7 +151,7 @@ def _scifact_subset(folder: Path) -> str:
 
 @pytest.fixture(scope="session")
 def paths(tmp_path_factory) -> dict[str, str]:
-    scifact = _scifact_subset(tmp_path_factory.mktemp("scifact-subset"))
+    scifact = _scifact_subset(tmp_path_factory.mktemp("scifact-subset") / "scifact")  # reports key it "scifact"
     return {"../shared/data/scifact": scifact, "../shared/": str(SHARED) + "/", "examples/": str(ROOT / "examples") + "/",
             "benchmarks/": str(ROOT / "benchmarks") + "/"}
 
