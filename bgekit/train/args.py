@@ -140,8 +140,9 @@ class GroupTrainingArguments(TrainingArguments):
         if (self.fp16 or self.fp16_full_eval) and _no_accelerator():
             raise ValueError("--fp16: fp16 mixed precision needs a GPU and this machine has none; drop --fp16 "
                              "(fp32) or pass --bf16, which runs on this CPU")
-        if (self.bf16 or self.bf16_full_eval) and not self.use_cpu and _no_accelerator():
-            # transformers refuses bf16 without a GPU unless told use_cpu; bf16 on CPU is real and fast here.
+        if not self.use_cpu and _no_accelerator():
+            # No GPU: say so to the Trainer. Without use_cpu it refuses --bf16 ("You need to assign use_cpu"; bf16
+            # on CPU is real and fast here), and processes started by torchrun never form a process group.
             self.use_cpu = True
         if self.warmup_ratio is not None:
             if not 0.0 <= self.warmup_ratio < 1.0:
