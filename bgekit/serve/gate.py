@@ -24,7 +24,7 @@ def dumps(content: Any) -> bytes:
         import orjson
     except ImportError:  # pragma: no cover - orjson comes with the serve extra
         return json.dumps(content, default=_plain, separators=(",", ":")).encode()
-    return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
 
 
 def _plain(x: Any) -> Any:
