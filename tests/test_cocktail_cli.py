@@ -205,3 +205,41 @@ def test_extra_checkpoint_keys_still_stream(tmp_path):
     assert set(merged) == set(a)
     for k in a:
         assert (merged[k] == 0.5 * a[k] + 0.5 * b[k]).all(), k
+
+
+def test_m3_heads_merge_with_the_backbone(tmp_path):
+    """BGE-M3: the ColBERT and sparse heads are averaged with the same weights (the reference drops them, so its
+    folder is no longer an M3 model); the merged folder loads as M3."""
+    import torch
+
+    from bgekit.cocktail import mix_models
+    from bgekit.loading import load_embedder
+
+    base = str(MODELS / "m3")
+    other = _noisy_copy(base, tmp_path / "m3-ft", seed=4)
+    gen = torch.Generator().manual_seed(5)
+    for name in ("colbert_linear.pt", "sparse_linear.pt"):
+        head = torch.load(os.path.join(base, name), weights_only=True)
+        torch.save({k: v + 0.05 * torch.randn(v.shape, generator=gen) for k, v in head.items()}, os.path.join(other, name))
+    out = tmp_path / "m3-merged"
+    mix_models([base, other], "encoder", [0.7, 0.3], output_path=str(out))
+    for name in ("colbert_linear.pt", "sparse_linear.pt"):
+        a, b = (torch.load(os.path.join(p, name), weights_only=True) for p in (base, other))
+        merged = torch.load(out / name, weights_only=True)
+        for k in a:
+            assert (merged[k] == 0.7 * a[k] + 0.3 * b[k]).all(), (name, k)
+    model = load_embedder(str(out), devices="cpu")
+    assert model.spec.kind == "m3" and not (out / "modules.json").exists()
+    assert model.encode_multi(["merged"], outputs=("sparse",)).sparse
+
+
+def test_llm_reranker_merged_as_decoder_stays_a_reranker(tmp_path):
+    from bgekit.cocktail import mix_models
+
+    base = tmp_path / "a" / "bge-reranker-v2-gemma"
+    base.parent.mkdir()
+    shutil.copytree(MODELS / "llm-reranker", base)
+    other = _noisy_copy(base, tmp_path / "b", seed=6)
+    out = tmp_path / "merged"
+    mix_models([str(base), other], "decoder", [0.5, 0.5], output_path=str(out))
+    assert json.loads((out / "bgekit_spec.json").read_text())["kind"] == "llm"

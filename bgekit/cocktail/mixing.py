@@ -57,7 +57,7 @@ def _merge_and_save(names: list[str], model_type: str, weights: list[float], out
         logger.info("weight of %s: %s", name, w)
     model = build_model(models[0], merged)
     if output_path is not None:
-        save_merged(model, models[0], model_type, output_path)
+        save_merged(model, models, [float(w) for w in weights], model_type, output_path)
     return model
 
 

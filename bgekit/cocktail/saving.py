@@ -19,6 +19,7 @@ from bgekit.cocktail.params import ModelParams
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model", "sentencepiece.bpe.model",
                    "spiece.model", "chat_template.jinja", "chat_template.json")
+M3_HEADS = ("colbert_linear.pt", "sparse_linear.pt")
 ST_POOLING = {"cls": "pooling_mode_cls_token", "mean": "pooling_mode_mean_tokens", "last_token": "pooling_mode_lasttoken"}
 
 
@@ -55,9 +56,11 @@ def _model_type(first: ModelParams) -> str:
     return next(k for k, v in AUTO_CLASSES.items() if v == first.auto_class)
 
 
-def save_merged(model: Any, first: ModelParams, model_type: str, output_path: str) -> str:
-    """Write the merged model, the first model's tokenizer, the sentence-transformers layout (embedders) and
-    bgekit's spec file into ``output_path`` (created, or its files replaced). Returns ``output_path``."""
+def save_merged(model: Any, models: list[ModelParams], weights: list[float], model_type: str, output_path: str) -> str:
+    """Write the merged model, the first model's tokenizer, BGE-M3's heads merged with the same weights, the
+    sentence-transformers layout (embedders) and bgekit's spec file into ``output_path`` (created, or its files
+    replaced). Returns ``output_path``."""
+    first = models[0]
     from bgekit.registry import write_spec_file
 
     parent = os.path.dirname(os.path.abspath(output_path))
@@ -69,6 +72,7 @@ def save_merged(model: Any, first: ModelParams, model_type: str, output_path: st
     try:
         model.save_pretrained(tmp)
         _copy_tokenizer(first.path, tmp)
+        _merge_heads(models, weights, tmp)
         spec = merged_spec(first, model_type)
         if model_type == "encoder" and spec.is_embedder and spec.kind != "m3":
             _write_sentence_transformers(first, tmp, spec.pooling or "cls")
@@ -81,17 +85,37 @@ def save_merged(model: Any, first: ModelParams, model_type: str, output_path: st
 
 
 def merged_spec(first: ModelParams, model_type: str):
-    """The ModelSpec the merged folder carries: the first model's (its saved spec, its table row or its files)."""
-    from bgekit.registry import ModelSpec, resolve, resolve_reranker
+    """The ModelSpec the merged folder carries: the first model's (its saved spec file, else its table row and files;
+    a "decoder" merge of a model named in the reranker table, such as bge-reranker-v2-gemma, stays an LLM reranker)."""
+    from bgekit.registry import RERANKERS, lookup, read_spec_file, resolve, resolve_reranker
 
-    if model_type == "reranker":
+    saved = read_spec_file(first.path)
+    if saved is not None:
+        return saved
+    if model_type == "reranker" or (model_type == "decoder" and lookup(first.name, RERANKERS) is not None):
         return resolve_reranker(first.name, folder=first.path)
-    spec = resolve(first.name, folder=first.path)
-    if model_type == "decoder" and not spec.is_embedder:
-        return spec
-    if model_type == "encoder" and spec.kind == "decoder":
-        return ModelSpec("encoder", "cls")
-    return spec
+    return resolve(first.name, folder=first.path)
+
+
+def _merge_heads(models: list[ModelParams], weights: list[float], folder: str) -> None:
+    """BGE-M3's ColBERT and sparse heads (small torch files beside the weights), averaged like the backbone."""
+    import torch
+
+    from bgekit.cocktail.params import MergeMismatch
+
+    for name in M3_HEADS:
+        if not os.path.isfile(os.path.join(models[0].path, name)):
+            continue
+        merged: dict[str, Any] = {}
+        for i, (m, w) in enumerate(zip(models, weights)):
+            path = os.path.join(m.path, name)
+            if not os.path.isfile(path):
+                raise MergeMismatch(f"{m.name!r} has no {name} but {models[0].name!r} has: merge BGE-M3 models with BGE-M3 models")
+            for key, t in torch.load(path, map_location="cpu", weights_only=True).items():
+                if i and (key not in merged or merged[key].shape != t.shape):
+                    raise MergeMismatch(f"{name} of {m.name!r}: tensor {key!r} does not match {models[0].name!r}'s")
+                merged[key] = w * t.float() if i == 0 else merged[key] + w * t.float()
+        torch.save(merged, os.path.join(folder, name))
 
 
 def _copy_tokenizer(src: str, dst: str) -> None:
