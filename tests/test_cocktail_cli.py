@@ -243,3 +243,19 @@ def test_llm_reranker_merged_as_decoder_stays_a_reranker(tmp_path):
     out = tmp_path / "merged"
     mix_models([str(base), other], "decoder", [0.5, 0.5], output_path=str(out))
     assert json.loads((out / "bgekit_spec.json").read_text())["kind"] == "llm"
+
+
+def test_integer_buffers_come_from_the_last_model_and_floats_are_fp32():
+    """As the reference: integer (and bool) tensors are not averaged, the last model's is kept; half-precision
+    tensors are merged in float32."""
+    import torch
+
+    from bgekit.cocktail.params import ModelParams, weighted_sum
+
+    tensors = [{"w": torch.tensor([1.0, 2.0], dtype=torch.bfloat16), "ids": torch.tensor([1, 2]), "flag": torch.tensor([True])},
+               {"w": torch.tensor([3.0, 5.0]), "ids": torch.tensor([7, 8]), "flag": torch.tensor([False])}]
+    shapes = {k: (tuple(v.shape), v.dtype) for k, v in tensors[0].items()}
+    models = [ModelParams(f"m{i}", "", None, shapes, [], "AutoModel", False) for i in range(2)]
+    merged = weighted_sum(models, [0.25, 0.75], read=lambda m: iter(tensors[int(m.name[1])].items()))
+    assert merged["w"].dtype == torch.float32 and merged["w"].tolist() == [2.5, 4.25]
+    assert merged["ids"].tolist() == [7, 8] and merged["flag"].tolist() == [False]
