@@ -1,6 +1,6 @@
 """Choosing a batch size and a dtype: all-MiniLM-L6-v2 encoding speed by batch size and dtype, CPU, one run.
 
-Long texts (the first N SciFact documents, title + text, up to 256 tokens) and short ones (SciFact queries) are
+Long texts (the first N SciFact documents, title + text, up to the model's 256 tokens) and short ones (SciFact queries) are
 encoded at each batch size in fp32 and bf16; each line prints texts/s and the ratio to the fp32 run at batch
 size 32 (the peer in the same run), plus the smallest cosine between bf16 and fp32 vectors. Timings on a shared
 machine are noisy: trust the ratios more than the absolute numbers, and take the best of --repeats.
@@ -56,7 +56,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     sets = {"documents": read(os.path.join(SCIFACT, "corpus.jsonl"), args.docs, True),
             "queries": read(os.path.join(SCIFACT, "queries.jsonl"), args.queries, False)}
-    models = {d: Embedder("all-MiniLM-L6-v2", dtype=d, max_length=256) for d in ("fp32", "bf16")}
+    models = {d: Embedder("all-MiniLM-L6-v2", dtype=d) for d in ("fp32", "bf16")}
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; texts/s, best of {args.repeats}")
     for name, texts in sets.items():
