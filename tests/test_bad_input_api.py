@@ -39,6 +39,8 @@ CASES = [
     ("EvalConfig(retrieval='bm25', bm25_b=1.5)", UsageError, "bm25_b (--bm25-b) must be a number in 0..1"),
     ("BM25Index(['a doc'], k1=-1)", UsageError, "bm25_k1 (--bm25-k1) must be a number >= 0, got -1"),
     ("BM25Index(['a doc'], b=-0.5)", UsageError, "bm25_b (--bm25-b) must be a number in 0..1, got -0.5"),
+    ("EvalConfig(batch_size=0)", ValueError, "batch_size must be a positive integer, got 0"),
+    ("EvalConfig(rerank_batch_size=0)", ValueError, "rerank_batch_size must be a positive integer, got 0"),
     ("check_model_fits(emb, EvalConfig(retrieval='sparse'))", ModelMismatch, "is a dense-only embedder"),
     ("check_model_fits(emb, EvalConfig(index_factory='Bogus12'))", UsageError, "FAISS refuses them"),
     ("EmbeddingCache(latin1)", UsageError, "latin1.jsonl' is a file; give a folder"),

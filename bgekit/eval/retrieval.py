@@ -278,7 +278,7 @@ def rerank(run: Mapping[str, Mapping[str, float]], queries: Mapping[str, str], d
     pairs = [[queries[q], doc_texts[d]] for q, d in keys]
     from bgekit.reranker import Reranker
 
-    kwargs: dict[str, Any] = {"batch_size": batch_size} if batch_size else {}
+    kwargs: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
     if isinstance(reranker, Reranker):  # the native score: same scores as compute_score, and a switchable bar
         score_fn, kwargs["show_progress"] = reranker.score, show_progress
     scores = score_fn(pairs, **kwargs)

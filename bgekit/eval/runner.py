@@ -72,8 +72,10 @@ class EvalConfig:
         bad = [m for m in self.metrics if m not in RETRIEVAL_METRICS]
         if bad:
             raise ValueError(f"unknown metrics {bad}; valid: {', '.join(RETRIEVAL_METRICS)}")
-        for name in ("search_top_k", "rerank_top_k"):
+        for name in ("search_top_k", "rerank_top_k", "batch_size", "rerank_batch_size"):
             value = getattr(self, name)
+            if value is None and name.endswith("batch_size"):
+                continue  # None: the model's own batch size
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         check_interpolation(self.rerank_interpolation, "rerank_interpolation")
