@@ -53,6 +53,7 @@ CASES = [
     ("index add --corpus {corpus} --index-dir {index}", USAGE, "replace them with upsert=True (bgekit index add --upsert)"),
     ("index delete --index-dir {index} --ids nope", USAGE, "bgekit index delete --ignore-missing, skips them"),
     ("eval beir --dataset-dir {beir} --model {bert} --index-factory Bogus12", USAGE, "--index-factory 'Bogus12'"),
+    ("index build --corpus {corpus} --index-dir {d}/ix-fac --model {bert} --factory Bogus12", USAGE, "Bogus12"),
     # ---- devices: a clear error at construction naming the argument and what exists (usage)
     ("encode {txt} -o {d}/o.npy --model {bert} --device banana", USAGE, "device 'banana' (devices / --device) is not available"),
     ("encode {txt} -o {d}/o.npy --model {bert} --device cuda:7", USAGE, "available: cpu"),
