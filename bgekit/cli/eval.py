@@ -126,7 +126,7 @@ def _precheck(args: argparse.Namespace) -> None:
     needs = ["pytrec_eval"] + (["bm25s", "Stemmer"] if args.retrieval == "bm25" else ["faiss"])
     check_extras(*needs, *(["matplotlib"] if args.plot else []))
     check_devices(args.device)
-    check_output(args.output, "--output", (".json",))
+    check_output(args.output, "--output")
     check_output(args.markdown, "--markdown")
     check_output(args.plot, "--plot", (".png",))
     outputs_for(args.retrieval)
