@@ -16,7 +16,7 @@ def cmd_sts(args: argparse.Namespace) -> int:
     from bgekit.loading import load_embedder
 
     check_input(args.data, "--data")
-    check_output(args.output, "--output", (".json",))
+    check_output(args.output, "--output")  # JSON whatever the file is called, as the other eval commands
     check_devices(args.device)
     pairs = read_sts(args.data)
     kwargs = {k: v for k, v in (("dtype", args.dtype), ("devices", args.device), ("passage_max_length", args.max_length))
