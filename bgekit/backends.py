@@ -226,22 +226,10 @@ _POSITION_OFFSETS = {"bert": 0, "distilbert": 0, "electra": 0, "xlm-roberta": 2,
 
 
 def read_config(folder: str) -> dict:
-    """The model folder's config.json as a dict; ModelError naming the file and line when it is malformed."""
-    import json
+    """The model folder's config.json as a dict ({} when absent); ModelError naming the file and line when malformed."""
+    from bgekit.registry import read_model_json
 
-    path = os.path.join(folder, "config.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except FileNotFoundError:
-        return {}
-    except json.JSONDecodeError as e:
-        raise ModelError(f"{path}:{e.lineno}: the model's config.json is not valid JSON ({e.msg})") from None
-    except (UnicodeDecodeError, IsADirectoryError) as e:
-        raise ModelError(f"{path}: the model's config.json cannot be read ({e})") from None
-    if not isinstance(config, dict):
-        raise ModelError(f"{path}: the model's config.json must hold a JSON object, got {type(config).__name__}")
-    return config
+    return read_model_json(os.path.join(folder, "config.json"))
 
 
 def position_limit(config: dict) -> int | None:

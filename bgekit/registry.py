@@ -264,7 +264,7 @@ def write_spec_file(folder: str, spec: ModelSpec) -> str:
     return path
 
 
-def _json(path: str) -> dict[str, Any]:
+def read_model_json(path: str) -> dict[str, Any]:
     """A model folder's JSON file as a dict ({} when absent); ModelError naming the file and line when malformed."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -284,11 +284,11 @@ def spec_from_files(folder: str, base: ModelSpec | None = None) -> ModelSpec | N
     """Infer an embedder spec from a folder's files; ``base`` (a name match) supplies instructions."""
     if os.path.isfile(os.path.join(folder, "colbert_linear.pt")) and os.path.isfile(os.path.join(folder, "sparse_linear.pt")):
         return dataclasses.replace(base, kind="m3", pooling=base.pooling or "cls") if base and base.kind == "m3" else ModelSpec("m3", "cls")
-    st_pooling = _json(os.path.join(folder, "1_Pooling", "config.json"))
+    st_pooling = read_model_json(os.path.join(folder, "1_Pooling", "config.json"))
     st_modes = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean", "pooling_mode_lasttoken": "last_token"}
     pooling = next((v for k, v in st_modes.items() if st_pooling.get(k)), None)
-    st_max = _json(os.path.join(folder, "sentence_bert_config.json")).get("max_seq_length")
-    config = _json(os.path.join(folder, "config.json"))
+    st_max = read_model_json(os.path.join(folder, "sentence_bert_config.json")).get("max_seq_length")
+    config = read_model_json(os.path.join(folder, "config.json"))
     if not config:
         return None
     if st_max is not None:
@@ -384,7 +384,7 @@ def resolve_reranker(name_or_path: str, folder: str | None = None) -> ModelSpec:
             if spec.is_embedder:
                 raise ValueError(f"{name_or_path!r} is a {spec.kind} embedder (per {SPEC_FILE}), not a reranker; use FlagAutoModel")
             return spec
-        config = _json(os.path.join(folder, "config.json"))
+        config = read_model_json(os.path.join(folder, "config.json"))
         kind = reranker_kind_from_config(config)
         if kind is not None:
             if by_name is not None and by_name.kind == kind:

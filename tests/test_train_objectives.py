@@ -124,15 +124,23 @@ def _embedder_args(model, data, out, *extra, temperature="0.1"):
         "--passage_max_len", "24", "--temperature", temperature, *extra])
 
 
-def _embedder_case(args):
-    """(training model in eval mode, a fixed batch, its loss, the encoded queries and passages)."""
+def _embedder_batch(args):
+    """(training model in eval mode, the first batch's groups, the batch, its encoded queries and passages)."""
     trainer, model = build_embedder_training(*args)
     trainer.batch_sampler.set_epoch(0)
-    batch = trainer.data_collator([trainer.train_dataset[k] for k in next(iter(trainer.batch_sampler))])
+    groups = [trainer.train_dataset[k] for k in next(iter(trainer.batch_sampler))]
+    batch = trainer.data_collator(groups)
     model.eval()
     with torch.no_grad():
-        loss = model(**batch)["loss"].item()
         q, p = model.encode(batch["queries"]), model.encode(batch["passages"])
+    return model, groups, batch, q, p
+
+
+def _embedder_case(args):
+    """(training model in eval mode, a fixed batch, its loss, the encoded queries and passages)."""
+    model, _, batch, q, p = _embedder_batch(args)
+    with torch.no_grad():
+        loss = model(**batch)["loss"].item()
     return model, batch, loss, q, p
 
 
@@ -156,13 +164,7 @@ def test_own_group_loss_without_in_batch_negatives(data, tmp_path):
 
 def test_training_encodes_as_inference_does(data, tmp_path):
     """The representations the formulas use are the inference embedder's for the same texts."""
-    trainer, model = build_embedder_training(*_embedder_args(BERT, data, tmp_path))
-    trainer.batch_sampler.set_epoch(0)
-    groups = [trainer.train_dataset[k] for k in next(iter(trainer.batch_sampler))]
-    batch = trainer.data_collator(groups)
-    model.eval()
-    with torch.no_grad():
-        q, p = model.encode(batch["queries"]), model.encode(batch["passages"])
+    model, groups, _, q, p = _embedder_batch(_embedder_args(BERT, data, tmp_path))
     emb = model.embedder
     np.testing.assert_allclose(_np(q["dense"]), emb.encode([g.query for g in groups]), atol=1e-6)
     np.testing.assert_allclose(_np(p["dense"]), emb.encode([t for g in groups for t in g.passages]), atol=1e-6)
@@ -213,13 +215,7 @@ def test_m3_unified_loss(data, tmp_path, self_distill):
 
 def test_m3_sparse_and_colbert_representations_match_inference(data, tmp_path):
     """The M3 training representations give the inference model's sparse and ColBERT scores for the same pairs."""
-    trainer, model = build_embedder_training(*_embedder_args(M3, data, tmp_path, "--unified_finetuning"))
-    trainer.batch_sampler.set_epoch(0)
-    groups = [trainer.train_dataset[k] for k in next(iter(trainer.batch_sampler))]
-    batch = trainer.data_collator(groups)
-    model.eval()
-    with torch.no_grad():
-        q, p = model.encode(batch["queries"]), model.encode(batch["passages"])
+    model, groups, _, q, p = _embedder_batch(_embedder_args(M3, data, tmp_path, "--unified_finetuning"))
     emb = model.embedder
     pairs = [[groups[0].query, text] for text in groups[0].passages]
     ref = emb.score_pairs(pairs, max_query_length=24, max_passage_length=24)

@@ -9,7 +9,8 @@ import argparse
 import os
 from typing import Any, Iterable
 
-from bgekit.errors import InputFileError, OutputError, UsageError
+from bgekit.errors import OutputError, UsageError
+from bgekit.io import check_input_file
 
 
 def positive_int(text: str) -> int:
@@ -25,12 +26,7 @@ def positive_int(text: str) -> int:
 
 def check_input(path: str, option: str) -> str:
     """``path`` when it is a readable file; else InputFileError naming the option."""
-    if os.path.isdir(path):
-        raise InputFileError(f"{option} {path!r} is a folder; expected a file")
-    if not os.path.exists(path):
-        raise InputFileError(f"{option} {path!r} does not exist")
-    if not os.access(path, os.R_OK):
-        raise InputFileError(f"{option} {path!r} is not readable (permission denied)")
+    check_input_file(path, option)
     return path
 
 
