@@ -104,7 +104,8 @@ def test_bm25_reproduces_anserini_on_full_scifact():
     # BM25 is cheap (about a second), so the full test split runs by default.
     report = evaluate_beir([SCIFACT], config=EvalConfig(retrieval="bm25"))
     metrics = report["datasets"]["scifact"]["splits"]["test"]["metrics"]
-    assert abs(metrics["ndcg@10"] - 0.6789) <= 0.015
+    # measured 0.6762 (bm25s, Lucene-style idf) vs Anserini flat 0.6789; 0.005 keeps out Anserini multifield (0.665)
+    assert abs(metrics["ndcg@10"] - 0.6789) <= 0.005
     assert report["model"] is None
 
 

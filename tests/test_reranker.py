@@ -399,7 +399,6 @@ def test_lazy_public_names():
     assert registry.RERANKERS is RERANKERS
 
 
-@pytest.mark.slow
 def test_two_devices_give_the_same_scores(xlmr, llm):
     two = FlagReranker(XLMR, devices=["cpu", "cpu"])
     assert np.allclose(two.compute_score(PAIRS), xlmr.compute_score(PAIRS), atol=1e-6)

@@ -214,7 +214,6 @@ def test_wrong_checkpoint_and_peft_are_clear_errors():
         EarlyExitReranker(str(GOLDEN / "models" / "llm-reranker"))
 
 
-@pytest.mark.slow
 def test_two_devices_give_the_same_scores(native_layerwise):
     two = EarlyExitReranker(LAYERWISE, devices=["cpu", "cpu"])
     assert _close(two.score_layers(PAIRS, layers=[1, 3])[3], native_layerwise.score(PAIRS, layer=3))

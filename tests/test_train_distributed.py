@@ -129,7 +129,6 @@ def test_model_cross_device_loss_and_gradients_match_one_process(ranks):
         assert torch.allclose(avg, g, atol=1e-5, rtol=1e-4), name
 
 
-@pytest.mark.slow
 def test_torchrun_two_processes_train_with_cross_device_negatives(tmp_path):
     import subprocess
     import sys
