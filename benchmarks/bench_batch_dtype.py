@@ -1,9 +1,9 @@
 """Choosing a batch size and a dtype: all-MiniLM-L6-v2 encoding speed by batch size and dtype, CPU, one run.
 
 Long texts (the first N SciFact documents, title + text, up to the model's 256 tokens) and short ones (SciFact queries) are
-encoded at each batch size in fp32 and bf16; each line prints texts/s and the ratio to the fp32 run at batch
-size 32 (the peer in the same run), plus the smallest cosine between bf16 and fp32 vectors. Timings on a shared
-machine are noisy: trust the ratios more than the absolute numbers, and take the best of --repeats.
+encoded at each batch size in fp32 and bf16; each line prints texts/s and the ratio to the peer, fp32 at batch
+size 32, timed right before that row in each repeat (so load that changes during the run hits both), plus the
+smallest cosine between bf16 and fp32 vectors. On a shared machine trust the ratios more than the texts/s.
 
     python benchmarks/bench_batch_dtype.py [--docs 256] [--queries 512] [--batch-sizes 1,8,32,128] [--threads N]
 """
@@ -58,20 +58,25 @@ def main() -> None:
             "queries": read(os.path.join(SCIFACT, "queries.jsonl"), args.queries, False)}
     models = {d: Embedder("all-MiniLM-L6-v2", dtype=d) for d in ("fp32", "bf16")}
     sizes = [int(b) for b in args.batch_sizes.split(",")]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; texts/s, best of {args.repeats}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; each row's ratio is the median over "
+          f"{args.repeats} repeats of (peer time / row time), the peer run right before the row")
     for name, texts in sets.items():
         models["fp32"].encode(texts[:8], show_progress=False)  # warm-up
-        peer, _ = best(lambda: models["fp32"].encode(texts, batch_size=32, show_progress=False), args.repeats)
-        print(f"\n{name}: {len(texts)} texts; peer = fp32 at batch size 32: {len(texts) / peer:.1f} texts/s")
+        peer = lambda: models["fp32"].encode(texts, batch_size=32, show_progress=False)  # noqa: E731
+        print(f"\n{name}: {len(texts)} texts; peer = fp32 at batch size 32")
         print(f"{'dtype':>5} {'batch':>5} {'texts/s':>8} {'vs peer':>8} {'min cos to fp32':>16}")
         for size in sizes:
             ref = None
             for dtype in ("fp32", "bf16"):
-                t, out = best(lambda: models[dtype].encode(texts, batch_size=size, show_progress=False), args.repeats)
+                ratios, times = [], []
+                for _ in range(args.repeats):  # alternate peer and row: load that changes over time hits both
+                    t_peer, _ = best(peer, 1)
+                    t, out = best(lambda: models[dtype].encode(texts, batch_size=size, show_progress=False), 1)
+                    ratios.append(t_peer / t)
+                    times.append(t)
                 ref = out if dtype == "fp32" else ref
                 cos = float(np.min(np.sum(out * ref, axis=1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1))))
-                print(f"{dtype:>5} {size:>5} {len(texts) / t:>8.1f} {peer / t:>7.2f}x {cos:>16.5f}")
-
+                print(f"{dtype:>5} {size:>5} {len(texts) / min(times):>8.1f} {float(np.median(ratios)):>7.2f}x {cos:>16.5f}")
 
 if __name__ == "__main__":
     main()
