@@ -137,3 +137,12 @@ def test_cohere_v2_rerank_and_embed(client, reranker, bert):
         bert.tokenizer.truncation_side = "right"
     np.testing.assert_allclose(e["embeddings"]["float"], want, atol=ATOL)
     np.testing.assert_allclose(np.frombuffer(base64.b64decode(e["embeddings"]["base64"][1]), "<f4"), want[1], atol=ATOL)
+
+
+def test_api_docs_are_served_without_the_key_and_data_routes_still_need_it(bert):
+    app = create_app(embedder=bert, config=ServeConfig(api_key="s3cret"))
+    with TestClient(app) as c:
+        spec = c.get("/openapi.json")
+        assert spec.status_code == 200 and "/v1/embeddings" in spec.json()["paths"]
+        assert c.get("/docs").status_code == 200
+        assert c.post("/v1/embeddings", json={"input": "x"}).status_code == 401

@@ -118,7 +118,7 @@ def create_app(embedder: Any = None, reranker: Any = None, searcher: Any = None,
         yield
         await batcher.close()
 
-    app = FastAPI(title="bgekit", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="bgekit", lifespan=lifespan, docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
     ctx = Context(engine, batcher, metrics)
     app.state.engine, app.state.batcher, app.state.metrics, app.state.context = engine, batcher, metrics, ctx
     for family in FAMILIES:

@@ -15,7 +15,7 @@ from typing import Any
 from bgekit.serve.batching import Metrics
 from bgekit.serve.schemas import ApiError, error_body, status_for
 
-PUBLIC = {"/", "/health"}
+PUBLIC = {"/", "/health", "/docs", "/openapi.json"}  # the API docs describe routes, never data
 
 
 def dumps(content: Any) -> bytes:
