@@ -50,9 +50,9 @@ def test_subclass_gets_encode_queries_and_corpus_with_instructions():
     np.testing.assert_array_equal(model.encode_corpus(TEXTS), model.encode([f"p {t}" for t in TEXTS]))
     assert model.encode("abc").shape == (26,)
     assert model.encode(TEXTS, max_length=1)[0].sum() == 1  # "t" only
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="normalise_embeddings"):
         CharCounts("none", normalise_embeddings=False)
-    with pytest.raises(TypeError):  # the single-device method is required, as in FlagEmbedding
+    with pytest.raises(TypeError, match="abstract method encode_single_device"):  # required, as in FlagEmbedding
         type("NoMethod", (AbsEmbedder,), {})("none")
 
 
@@ -87,7 +87,7 @@ def test_reranker_base_accepts_the_documented_passage_max_length(monkeypatch):
     with pytest.warns(UserWarning, match="passage_max_length has no effect"):
         rr = WordOverlap("none", devices="cpu", passage_max_length=512)
     assert rr.max_length == 512
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="passage_length"):
         WordOverlap("none", passage_length=512)
 
 

@@ -104,7 +104,7 @@ def test_single_device_method_takes_the_domain(folders):
 def test_a_domain_the_model_cannot_take_is_an_error():
     with pytest.raises(ValueError, match="no set_domain method"):
         _model(str(DECODER), domain_for_pseudo_moe="coding", trust_remote_code=False)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="domain_for_pseudo_moe must be a string"):
         _model(str(DECODER), domain_for_pseudo_moe=3, trust_remote_code=False)
 
 

@@ -284,7 +284,7 @@ def test_passage_max_length_is_accepted_with_a_warning_and_changes_nothing(cls, 
     assert len(notes) == 1  # once per process
     without = klass(path, query_max_length=256, use_fp16=True, devices="cpu")
     np.testing.assert_allclose(with_arg.compute_score(pairs), without.compute_score(pairs), atol=1e-6)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="passage_max_len"):
         klass(path, passage_max_len=512, devices="cpu")  # an argument nothing documents still raises
 
 

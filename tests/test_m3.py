@@ -245,7 +245,7 @@ def test_lexical_matching_types(model):
     assert isinstance(matrix, np.ndarray) and matrix.dtype == np.float64 and matrix.shape == (3, 3)
     assert isinstance(model.compute_lexical_matching_score(lw[1], lw[2]), float)
     assert model.compute_lexical_matching_score(lw[0], lw[1]) == 0.0  # "" has no weights
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="both be dicts or both be lists of dicts"):
         model.compute_lexical_matching_score(lw, lw[0])
 
 

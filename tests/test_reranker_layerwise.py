@@ -197,9 +197,9 @@ def test_settings_that_make_no_sense(lightweight, kwargs, match):
 
 
 def test_unknown_keyword_arguments_raise(lightweight):
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="cutoff_layer"):
         lightweight.compute_score(PAIRS, cutoff_layer=[2])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="compress_ratios"):
         LightWeightFlagLLMReranker(LIGHTWEIGHT, devices="cpu", compress_ratios=2)
     with pytest.raises(ValueError, match="cutoff_layers"):
         LightWeightFlagLLMReranker(LIGHTWEIGHT, devices="cpu", cutoff_layers=[])
