@@ -17,6 +17,10 @@ def test_encode_txt_to_npy(tmp_path):
     assert main(["encode", str(src), "-o", str(out), "--model", BERT, "--device", "cpu"]) == 0
     arr = np.load(out)
     assert arr.shape == (3, 32)  # the empty line is a text too
+    from bgekit import Embedder
+
+    expected = Embedder(BERT, devices="cpu").encode_corpus(["first line", "second line", ""])
+    np.testing.assert_allclose(arr, expected, atol=1e-6)  # the values, in input order, not only the shape
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
