@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 from bgekit._lazy import lazy_names
+from bgekit.compat import _LAZY as _FLAG_EMBEDDING_NAMES  # light: a table of names, no model code
 
 __version__ = "0.1.0"
 
@@ -20,24 +21,8 @@ _LAZY = {
     "load_embedder": "bgekit.loading",
     "M3Embedder": "bgekit.m3",
     "ModelSpec": "bgekit.registry",
-    # FlagEmbedding-compatible entry points
-    "FlagAutoModel": "bgekit.compat.embedder",
-    "FlagModel": "bgekit.compat.embedder",
-    "BGEM3FlagModel": "bgekit.compat.m3",
-    "FlagLLMModel": "bgekit.compat.embedder",
-    "FlagICLModel": "bgekit.compat.embedder",
-    "FlagPseudoMoEModel": "bgekit.compat.pseudo_moe",
-    "AbsEmbedder": "bgekit.compat.abstract",
-    "AbsReranker": "bgekit.compat.abstract",
-    "EmbedderModelClass": "bgekit.compat.model_mapping",
-    "RerankerModelClass": "bgekit.compat.model_mapping",
     # rerankers
     "Reranker": "bgekit.reranker",
-    "FlagReranker": "bgekit.compat.reranker",
-    "FlagLLMReranker": "bgekit.compat.reranker",
-    "FlagAutoReranker": "bgekit.compat.reranker",
-    "LayerWiseFlagLLMReranker": "bgekit.compat.layerwise",
-    "LightWeightFlagLLMReranker": "bgekit.compat.layerwise",
     "EarlyExitReranker": "bgekit.reranker_layerwise",
     # evaluation and retrieval
     "evaluate_beir": "bgekit.eval.runner",
@@ -58,6 +43,8 @@ _LAZY = {
     "SearchResult": "bgekit.index.search",
     "create_app": "bgekit.serve.app",
     "ServeConfig": "bgekit.serve.engine",
+    # FlagEmbedding-compatible entry points: one table, in bgekit.compat
+    **_FLAG_EMBEDDING_NAMES,
 }
 
 __getattr__, __dir__, __all__ = lazy_names("bgekit", _LAZY, globals())
