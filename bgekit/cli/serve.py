@@ -10,24 +10,13 @@ import argparse
 import os
 import sys
 
+from bgekit.cli.checks import positive_float, positive_int
 from bgekit.cli.index import DEFAULT_MODEL, _index_model, _load_model, _load_reranker, _model_args, _search_params
 
 # On CPU every padded token costs compute: small length-sorted sub-batches served SciFact queries 1.5x faster
 # than 64 or 256 (benchmarks/bench_serve.py, bf16, 2-core CPU); on GPUs the model's own default is kept.
 SERVE_CPU_BATCH = 16
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def _positive(kind: type):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
-        return value
-    return parse
 
 
 def _port(text: str) -> int:
@@ -108,24 +97,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--served-model-name", action="append", metavar="NAME",
                    help="a name clients may send as 'model' (repeatable); the model's own and hub names always work")
     p.add_argument("--accept-any-model", action="store_true", help="accept any 'model' value, as TEI does")
-    p.add_argument("--max-batch-tokens", type=_positive(int), default=16384, help="tokens per model call")
+    p.add_argument("--max-batch-tokens", type=positive_int, default=16384, help="tokens per model call")
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a request waits for company")
-    p.add_argument("--max-queue", type=_positive(int), default=16384, help="queued inputs before 503")
-    p.add_argument("--max-client-batch-size", type=_positive(int), default=2048,
+    p.add_argument("--max-queue", type=positive_int, default=16384, help="queued inputs before 503")
+    p.add_argument("--max-client-batch-size", type=positive_int, default=2048,
                    help="inputs per request (default 2048, as the OpenAI API)")
-    p.add_argument("--max-body-bytes", type=_positive(int), default=32 * 1024 * 1024,
+    p.add_argument("--max-body-bytes", type=positive_int, default=32 * 1024 * 1024,
                    help="largest request body (default 32 MiB)")
-    p.add_argument("--max-input-tokens", type=_positive(int), default=None, help="tokens per input (default: the model's)")
+    p.add_argument("--max-input-tokens", type=positive_int, default=None, help="tokens per input (default: the model's)")
     p.add_argument("--truncate", "--auto-truncate", action="store_true",
                    help="TEI routes truncate long inputs when the request does not say (else 413)")
     p.add_argument("--strict-length", action="store_true",
                    help="OpenAI and Cohere routes refuse inputs over the limit (400) instead of truncating them")
-    p.add_argument("--header-timeout", type=_positive(float), default=10.0, help="seconds for a request's headers")
-    p.add_argument("--body-timeout", type=_positive(float), default=30.0, help="seconds for a request's body")
-    p.add_argument("--idle-timeout", type=_positive(float), default=5.0, help="seconds a keep-alive connection may idle")
+    p.add_argument("--header-timeout", type=positive_float, default=10.0, help="seconds for a request's headers")
+    p.add_argument("--body-timeout", type=positive_float, default=30.0, help="seconds for a request's body")
+    p.add_argument("--idle-timeout", type=positive_float, default=5.0, help="seconds a keep-alive connection may idle")
     p.add_argument("--ef-search", type=int, default=None)
-    p.add_argument("--workers", type=_positive(int), default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="model worker threads (default on CPU: one per core, each single-threaded)")
-    p.add_argument("--threads", type=_positive(int), default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads (default on CPU: 1 per worker; with --threads alone: one worker)")
     p.set_defaults(func=cmd_serve)
