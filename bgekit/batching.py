@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from bgekit.errors import positive_int
 from bgekit.backends import free_memory, is_oom
 
 logger = logging.getLogger(__name__)
@@ -36,9 +37,7 @@ def check_texts(texts: Any, name: str = "sentences") -> tuple[list[str], bool]:
 
 
 def check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return batch_size
+    return positive_int(batch_size, "batch_size")
 
 
 def length_order(lengths: Sequence[int]) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 
 from bgekit import backends
 from bgekit.batching import check_batch_size, check_texts, map_devices, run_sorted
-from bgekit.errors import ModelMismatch
+from bgekit.errors import positive_int, ModelMismatch
 from bgekit.pooling import get_pooling
 from bgekit.prompts import apply_instruction, icl_prefix
 from bgekit.registry import DEFAULT_MODEL, ModelSpec, resolve, with_task
@@ -105,8 +105,7 @@ class Embedder:
                                               self.max_positions)
         self.passage_max_length = _check_length(_given(passage_max_length, default_length), "passage_max_length",
                                                 self.max_positions)
-        if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int) or truncate_dim < 1):
-            raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
+        positive_int(truncate_dim, "truncate_dim", allow_none=True)
         self.truncate_dim = truncate_dim
         self.convert_to_numpy = convert_to_numpy
         self.examples_for_task = examples

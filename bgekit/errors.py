@@ -82,3 +82,21 @@ def exit_code(kind: str) -> int:
     if kind not in EXIT_CODES:
         raise KeyError(f"unknown error kind {kind!r}; valid: {', '.join(EXIT_CODES)}")
     return EXIT_CODES[kind]
+
+
+def positive_int(value: object, name: str, *, allow_none: bool = False) -> "int | None":
+    """``value`` as an int when it is a positive integer (not a bool); else a :class:`UsageError` naming ``name``.
+
+    >>> positive_int(3, "batch_size")
+    3
+    >>> positive_int(0, "--top_k")
+    Traceback (most recent call last):
+    ...
+    bgekit.errors.UsageError: --top_k must be a positive integer, got 0
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not hasattr(value, "__index__") or value < 1:  # type: ignore[operator]
+        tail = " or None" if allow_none else ""
+        raise UsageError(f"{name} must be a positive integer{tail}, got {value!r}")
+    return int(value)  # type: ignore[call-overload]

@@ -16,6 +16,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from bgekit.errors import ModelMismatch
 from bgekit.types import SparseVector
 
 COLBERT_FILE = "colbert_linear.pt"
@@ -90,15 +91,15 @@ def _read_linear(path: str, in_features: int, out_features: int | None = None) -
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise ValueError(f"{path}: cannot read it as a weights-only torch state dict ({type(e).__name__}: {e})") from e
+        raise ModelMismatch(f"{path}: cannot read it as a weights-only torch state dict ({type(e).__name__}: {e})") from e
     if not isinstance(state, dict) or set(state) != {"weight", "bias"}:
         keys = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{path}: expected a Linear state dict with keys ['bias', 'weight'], got {keys}")
+        raise ModelMismatch(f"{path}: expected a Linear state dict with keys ['bias', 'weight'], got {keys}")
     weight, bias = state["weight"], state["bias"]
     if weight.ndim != 2 or weight.shape[1] != in_features or bias.shape != (weight.shape[0],):
-        raise ValueError(f"{path}: weight {tuple(weight.shape)} / bias {tuple(bias.shape)} do not fit a Linear({in_features}, n)")
+        raise ModelMismatch(f"{path}: weight {tuple(weight.shape)} / bias {tuple(bias.shape)} do not fit a Linear({in_features}, n)")
     if out_features is not None and weight.shape[0] != out_features:
-        raise ValueError(f"{path}: expected {out_features} output(s), got {weight.shape[0]}")
+        raise ModelMismatch(f"{path}: expected {out_features} output(s), got {weight.shape[0]}")
     return state
 
 

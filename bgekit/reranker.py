@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bgekit.errors import positive_int
 from bgekit import backends
 from bgekit.batching import check_batch_size, check_texts, map_devices, run_sorted
 from bgekit.registry import ModelSpec, resolve_reranker
@@ -266,8 +267,7 @@ def rank_scores(scores: Sequence[float], passages: Sequence[str], ids: Sequence[
     """
     if ids is not None and len(ids) != len(passages):
         raise ValueError(f"ids has {len(ids)} entries for {len(passages)} passages")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
+    positive_int(top_k, "top_k", allow_none=True)
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:top_k]
     return [Hit(id=str(ids[i]) if ids is not None else str(int(i)), score=float(scores[i]), rank=r + 1, text=passages[i])
             for r, i in enumerate(order)]

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from bgekit.errors import positive_int
 from bgekit.prompts import apply_instruction
 
 DEFAULT_LLM_PROMPT = ("Given a query A and a passage B, determine whether the passage contains an answer to the query "
@@ -49,9 +50,7 @@ def check_normalize(normalize: Any) -> bool:
 
 
 def check_length(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return positive_int(value, name)
 
 
 def sigmoid(scores: Sequence[float]) -> list[float]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from bgekit.errors import EXIT_CODES, BgekitError
 
@@ -58,19 +57,10 @@ def classify(error: BaseException, command: str | None = None) -> tuple[str, str
         return "input", _os_message(error)
     if isinstance(error, OSError):
         return "io", _os_message(error)
-    if isinstance(error, ValueError) and _names_a_file(str(error)):
-        return "input", str(error)  # "path:line: ..." from a reader: the data is at fault, not the options
     if isinstance(error, (ValueError, TypeError, KeyError)):
         return "usage", str(error).strip("'\"") if isinstance(error, KeyError) else str(error)
     first = (str(error).strip().splitlines() or [""])[0]
     return "unexpected", f"{type(error).__name__}: {first} (run with --debug or BGEKIT_DEBUG=1 for the traceback)"
-
-
-def _names_a_file(message: str) -> bool:
-    """True when the message starts with an existing file's path (``path:line: ...`` or ``path: ...``)."""
-    head = message.split(": ", 1)[0]
-    path = re.sub(r":\d+$", "", head)
-    return bool(path) and os.path.isfile(path)
 
 
 def _os_message(error: OSError) -> str:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from bgekit.errors import ModelMismatch, UsageError
+from bgekit.errors import positive_int, ModelMismatch, UsageError
 from bgekit.eval.data import RetrievalData, load_folder
 from bgekit.eval.metrics import DEFAULT_K, RETRIEVAL_METRICS, check_k_values, evaluate_run, qa_recall, ranked
 from bgekit.eval.retrieval import (
@@ -76,8 +76,7 @@ class EvalConfig:
             value = getattr(self, name)
             if value is None and name.endswith("batch_size"):
                 continue  # None: the model's own batch size
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            positive_int(value, name)
         check_interpolation(self.rerank_interpolation, "rerank_interpolation")
         if self.fusion not in ("weighted_sum", "rrf"):
             raise ValueError(f"unknown fusion {self.fusion!r}; valid: weighted_sum, rrf")

@@ -17,6 +17,7 @@ import logging
 import os
 from typing import Any
 
+from bgekit.errors import UsageError
 from bgekit.evaluation.metrics import retrieval_metrics, write_json
 from bgekit.evaluation.runner import EvalRunner
 
@@ -98,7 +99,7 @@ class AIRBenchEvalRunner(EvalRunner):
                     "benchmark_version": self.air.benchmark_version}
         wrong = [k for k, v in expected.items() if info.get(k) != v]
         if wrong:
-            raise ValueError(f"{path} was written for another run ({', '.join(wrong)} differ); pass --overwrite True")
+            raise UsageError(f"{path} was written for another run ({', '.join(wrong)} differ); pass --overwrite True")
         return info["search_results"]
 
     def run(self) -> dict:

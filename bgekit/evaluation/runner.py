@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from bgekit.errors import positive_int, UsageError
 from bgekit.evaluation.metrics import check_metric_names, qa_metrics, retrieval_metrics, write_json, write_summary
 from bgekit.evaluation.models import load_models, model_name
 
@@ -93,8 +94,7 @@ class EvalRunner:
         a.splits = [a.splits] if isinstance(a.splits, str) else list(a.splits)
         a.k_values = [a.k_values] if isinstance(a.k_values, int) else list(a.k_values)
         for name in ("search_top_k", "rerank_top_k"):
-            if getattr(a, name) < 1:
-                raise ValueError(f"--{name} must be a positive integer, got {getattr(a, name)}")
+            positive_int(getattr(a, name), f"--{name}")
         check_metric_names(a.eval_metrics, a.k_values)
         if self.spec.hub is None and self.NEEDS_DATASET_DIR and not a.dataset_dir:
             raise ValueError(f"--dataset_dir is required for {self.family} evaluation (a folder with corpus.jsonl, "
@@ -188,7 +188,7 @@ class EvalRunner:
         if path and os.path.isfile(path) and not self.args.overwrite:
             emb = np.load(path)
             if emb.shape[0] != len(data.doc_ids):
-                raise ValueError(f"{path} holds {emb.shape[0]} embeddings but the corpus of {name or data.name} has "
+                raise UsageError(f"{path} holds {emb.shape[0]} embeddings but the corpus of {name or data.name} has "
                                  f"{len(data.doc_ids)} documents; pass --overwrite True to encode it again")
         else:
             emb = _dense(self.embedder.encode_corpus(data.documents()))
@@ -232,7 +232,7 @@ class EvalRunner:
         expected = self._info(reranker, split, name)
         wrong = {k: (info.get(k), v) for k, v in expected.items() if info.get(k) != v}
         if wrong:
-            raise ValueError(f"{path} was written for another run ({', '.join(f'{k}: {a!r} vs {b!r}' for k, (a, b) in wrong.items())}); "
+            raise UsageError(f"{path} was written for another run ({', '.join(f'{k}: {a!r} vs {b!r}' for k, (a, b) in wrong.items())}); "
                              "pass --overwrite True or another --output_dir")
         return info["search_results"]
 

@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from typing import Sequence
+from bgekit.errors import InputError
 
 DEFAULT_LENGTHS = (0, 500, 1000, 2000, 3000, 4000, 5000, 6000, 7000)
 
@@ -87,7 +88,7 @@ class SplitByLengthHandler:
         rows = []
         for line, row in iter_jsonl(file_path):
             if not isinstance(row.get("query"), str) or not isinstance(row.get("pos", []), list):
-                raise ValueError(f"{file_path}:{line}: an example needs a 'query' string and a 'pos' list")
+                raise InputError(f"{file_path}:{line}: an example needs a 'query' string and a 'pos' list")
             rows.append(row)
         lengths = self.lengths(rows)
         counts = {}

@@ -27,6 +27,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Sequence
+from bgekit.errors import positive_int
 
 
 class QueueFull(Exception):
@@ -66,8 +67,7 @@ class Batcher:
                  workers: int = 1, min_fill: int = 16):
         for name, value in (("max_batch_tokens", max_batch_tokens), ("max_queue_inputs", max_queue_inputs),
                             ("workers", workers)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            positive_int(value, name)
         if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, (int, float)) or max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be a non-negative number, got {max_wait_ms!r}")
         self.run, self.metrics = run, metrics

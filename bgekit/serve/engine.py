@@ -16,6 +16,7 @@ from typing import Any, Hashable, Sequence
 
 import numpy as np
 
+from bgekit.errors import positive_int
 from bgekit.serve.schemas import ApiError
 
 ROLES = {None: "text", "text": "text", "query": "query", "passage": "passage", "document": "passage"}
@@ -100,11 +101,8 @@ def _replica(model: Any) -> Any:
 
 def _check_config(cfg: ServeConfig) -> None:
     for name in ("max_client_batch_size", "max_body_bytes", "max_top_k", "retry_after_s", "workers"):
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"ServeConfig.{name} must be a positive integer, got {value!r}")
-    if cfg.max_input_tokens is not None and (not isinstance(cfg.max_input_tokens, int) or cfg.max_input_tokens < 1):
-        raise ValueError(f"ServeConfig.max_input_tokens must be a positive integer, got {cfg.max_input_tokens!r}")
+        positive_int(getattr(cfg, name), f"ServeConfig.{name}")
+    positive_int(cfg.max_input_tokens, "ServeConfig.max_input_tokens", allow_none=True)
     names = cfg.served_model_names
     if not isinstance(names, (tuple, list)) or not all(isinstance(n, str) and n for n in names):
         raise ValueError(f"ServeConfig.served_model_names must be a tuple of non-empty names, got {names!r}")

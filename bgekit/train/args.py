@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
+from bgekit.errors import positive_int
 
 MODEL_CLASSES = {"encoder-only-base": "encoder", "encoder-only-m3": "m3", "decoder-only-base": "decoder",
                  "decoder-only-icl": "icl"}
@@ -107,9 +108,7 @@ class EmbedderDataArguments:
         if not self.train_data:
             raise ValueError("--train_data is required: one or more jsonl files or folders")
         for name in ("train_group_size", "query_max_len", "passage_max_len", "max_example_num_per_dataset"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+            positive_int(getattr(self, name), f"--{name}")
         if not 0.0 <= self.shuffle_ratio <= 1.0:
             raise ValueError(f"--shuffle_ratio must be in [0, 1], got {self.shuffle_ratio}")
         for name in ("query_instruction_format", "passage_instruction_format", "icl_suffix_str"):

@@ -36,6 +36,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from bgekit.errors import positive_int, InputError
 from bgekit.io import iter_jsonl
 
 import torch
@@ -87,12 +88,12 @@ def _str_list(obj: dict, key: str, where: str, required: bool) -> tuple[str, ...
     value = obj.get(key)
     if value is None:
         if required:
-            raise ValueError(f"{where}: the example has no positives ('{key}' is missing); every example needs at least one")
+            raise InputError(f"{where}: the example has no positives ('{key}' is missing); every example needs at least one")
         return ()
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-        raise ValueError(f"{where}: '{key}' must be a list of strings, got {json.dumps(value)[:80]}")
+        raise InputError(f"{where}: '{key}' must be a list of strings, got {json.dumps(value)[:80]}")
     if required and not value:
-        raise ValueError(f"{where}: the example has no positives ('{key}' is empty); every example needs at least one")
+        raise InputError(f"{where}: the example has no positives ('{key}' is empty); every example needs at least one")
     return tuple(value)
 
 
@@ -100,29 +101,29 @@ def _scores(obj: dict, key: str, texts: tuple[str, ...], where: str, required: b
     value = obj.get(key)
     if value is None:
         if required:
-            raise ValueError(f"{where}: knowledge distillation needs '{key}' (one teacher score per text), but it is missing")
+            raise InputError(f"{where}: knowledge distillation needs '{key}' (one teacher score per text), but it is missing")
         return None
     if not isinstance(value, list) or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in value):
-        raise ValueError(f"{where}: '{key}' must be a list of numbers, got {json.dumps(value)[:80]}")
+        raise InputError(f"{where}: '{key}' must be a list of numbers, got {json.dumps(value)[:80]}")
     if len(value) != len(texts):
-        raise ValueError(f"{where}: '{key}' has {len(value)} scores for {len(texts)} texts")
+        raise InputError(f"{where}: '{key}' has {len(value)} scores for {len(texts)} texts")
     return tuple(float(s) for s in value)
 
 
 def parse_example(obj: Any, where: str, need_scores: bool = False) -> Example:
     """Validate one decoded line. ``need_scores``: pos_scores / neg_scores must be present."""
     if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected a JSON object with 'query' and 'pos', got {type(obj).__name__}")
+        raise InputError(f"{where}: expected a JSON object with 'query' and 'pos', got {type(obj).__name__}")
     query = obj.get("query")
     if not isinstance(query, str):
-        raise ValueError(f"{where}: 'query' must be a string, got {json.dumps(query)[:80]}")
+        raise InputError(f"{where}: 'query' must be a string, got {json.dumps(query)[:80]}")
     pos = _str_list(obj, "pos", where, required=True)
     neg = _str_list(obj, "neg", where, required=False)
     optional = {}
     for key in ("prompt", "type", "category"):
         value = obj.get(key)
         if value is not None and not isinstance(value, str):
-            raise ValueError(f"{where}: '{key}' must be a string, got {json.dumps(value)[:80]}")
+            raise InputError(f"{where}: '{key}' must be a string, got {json.dumps(value)[:80]}")
         optional[key] = value
     return Example(query, pos, neg, _scores(obj, "pos_scores", pos, where, need_scores),
                    _scores(obj, "neg_scores", neg, where, need_scores), where=where, **optional)
@@ -238,8 +239,7 @@ class GroupDataset(torch.utils.data.Dataset):
 
     def __init__(self, sources: list[Source], group_size: int, seed: int = 42, use_scores: bool = False,
                  shuffle_ratio: float = 0.0):
-        if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-            raise ValueError(f"train_group_size must be a positive integer, got {group_size!r}")
+        positive_int(group_size, "train_group_size")
         self.sources = sources
         self.group_size = group_size
         self.seed = seed
@@ -250,7 +250,7 @@ class GroupDataset(torch.utils.data.Dataset):
         if group_size > 1:
             empty = next((e for e in self.examples if not e.neg), None)
             if empty is not None:
-                raise ValueError(f"{empty.where}: the example has no negatives, but train_group_size={group_size} needs "
+                raise InputError(f"{empty.where}: the example has no negatives, but train_group_size={group_size} needs "
                                  f"{group_size - 1}; add 'neg' texts (e.g. with `bgekit mine`) or use train_group_size=1")
 
     def __len__(self) -> int:
@@ -266,7 +266,7 @@ class GroupDataset(torch.utils.data.Dataset):
         scores = None
         if self.use_scores:
             if ex.pos_scores is None or ex.neg_scores is None:
-                raise ValueError(f"{ex.where}: knowledge distillation needs pos_scores and neg_scores")
+                raise InputError(f"{ex.where}: knowledge distillation needs pos_scores and neg_scores")
             scores = [ex.pos_scores[p]] + [ex.neg_scores[j] for j in negs]
         return TrainGroup(ex.query, passages, scores, ex.prompt, ex.type, ex.category,
                           self.sources[self.source_index[index]].no_in_batch_neg)

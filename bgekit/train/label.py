@@ -20,6 +20,7 @@ import json
 import logging
 from typing import Any, Sequence
 
+from bgekit.errors import InputError
 from bgekit.io import iter_jsonl
 
 from bgekit.train.data import Example, parse_example
@@ -37,7 +38,7 @@ def read_records(path: str) -> list[tuple[dict, Example]]:
     """
     records = [(obj, parse_example(obj, f"{path}:{n}")) for n, obj in iter_jsonl(path, objects_only=False)]
     if not records:
-        raise ValueError(f"{path} holds no examples")
+        raise InputError(f"{path} holds no examples")
     return records
 
 

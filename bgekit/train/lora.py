@@ -6,6 +6,7 @@ state dict, so the live model keeps training and a DeepSpeed-gathered state dict
 from __future__ import annotations
 
 import torch
+from bgekit.errors import positive_int
 
 ADAPTER = "default"
 _BASE = "base_model.model."
@@ -16,8 +17,7 @@ def lora_config(rank: int, alpha: float, dropout: float, target_modules: list[st
     """A ``peft.LoraConfig`` (FlagEmbedding's lora_rank / lora_alpha / lora_dropout / target_modules)."""
     from peft import LoraConfig
 
-    if rank < 1:
-        raise ValueError(f"lora_rank must be a positive integer, got {rank}")
+    positive_int(rank, "lora_rank")
     if not target_modules:
         raise ValueError("target_modules must name at least one Linear layer (e.g. q_proj v_proj)")
     return LoraConfig(task_type=task_type, r=rank, lora_alpha=alpha, lora_dropout=dropout,

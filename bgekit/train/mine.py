@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from bgekit.errors import positive_int
 from bgekit.train.data import Example
 from bgekit.train.label import read_records, score_pairs, write_records
 
@@ -110,9 +111,7 @@ class MineConfig:
         if isinstance(self.range_for_sampling, str):
             object.__setattr__(self, "range_for_sampling", parse_range(self.range_for_sampling))
         for name in ("negative_number", "search_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            positive_int(getattr(self, name), name)
 
 
 def build_pool(examples: Sequence[Example], candidate_pool: Sequence[str] | None = None) -> list[str]:

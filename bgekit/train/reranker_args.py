@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bgekit.errors import positive_int
 from bgekit.train.args import GroupTrainingArguments, SharedModelArguments
 
 # FlagEmbedding's model_class values (its reranker runner modules) -> our kinds
@@ -71,9 +72,7 @@ class RerankerDataArguments:
         if not self.train_data:
             raise ValueError("--train_data is required: one or more jsonl files or folders")
         for name in ("train_group_size", "query_max_len", "passage_max_len", "max_example_num_per_dataset"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+            positive_int(getattr(self, name), f"--{name}")
         if not 0.0 <= self.shuffle_ratio <= 1.0:
             raise ValueError(f"--shuffle_ratio must be in [0, 1], got {self.shuffle_ratio}")
         self.query_instruction_format = self.query_instruction_format.replace("\\n", "\n")

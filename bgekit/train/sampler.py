@@ -10,6 +10,7 @@ import random
 from typing import TYPE_CHECKING, Iterator
 
 import torch
+from bgekit.errors import positive_int
 
 if TYPE_CHECKING:
     from bgekit.train.data import GroupDataset
@@ -32,8 +33,7 @@ class GroupBatchSampler(torch.utils.data.Sampler):
 
     def __init__(self, dataset: GroupDataset, batch_size: int, same_source: bool = False, seed: int = 42,
                  drop_last: bool = False, world_size: int = 1):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
+        positive_int(batch_size, "batch size")
         self.dataset = dataset
         self.batch_size = batch_size
         self.same_source = same_source
