@@ -20,6 +20,7 @@ _LAZY = {
     "Embedder": "bgekit.encoder",
     "load_embedder": "bgekit.loading",
     "M3Embedder": "bgekit.m3",
+    "VisualEmbedder": "bgekit.visual.embedder",
     "ModelSpec": "bgekit.registry",
     # rerankers
     "Reranker": "bgekit.reranker",

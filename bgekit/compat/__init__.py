@@ -22,6 +22,7 @@ _LAZY = {
     "FlagLLMReranker": "bgekit.compat.reranker",
     "LayerWiseFlagLLMReranker": "bgekit.compat.layerwise",
     "LightWeightFlagLLMReranker": "bgekit.compat.layerwise",
+    "Visualized_BGE": "bgekit.visual.compat",  # research/visual_bge
 }
 
 __getattr__, __dir__, __all__ = lazy_names("bgekit.compat", _LAZY, globals())

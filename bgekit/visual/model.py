@@ -119,22 +119,26 @@ def read_state_dict(path: str) -> dict:
     return state
 
 
-def load_weights(model: VisualBGEModel, state: dict, where: str) -> None:
+def load_weights(model: VisualBGEModel, state: dict, where: str) -> dict:
     """Fill ``model`` from the reference state dict; every key is accounted for or the error lists them.
+
+    Returns the stored tensors the model does not hold (RoPE copies, the unused pooler, norm, head and
+    logit scale), so a save can write the reference's full layout again.
 
     The RoPE tables the reference stores (three copies) are checked against the config's, so a checkpoint
     paired with the wrong tower config fails here instead of giving wrong vectors.
     """
     state = dict(state)
+    extras = {}
     cos, sin = rope_tables(model.vision)
     for key in [k for k in state if k.endswith((".rope.freqs_cos", ".rope.freqs_sin"))]:
-        stored = state.pop(key)
+        stored = extras[key] = state.pop(key)
         expected = cos if key.endswith("cos") else sin
         if stored.shape != expected.shape or not torch.allclose(stored.float(), expected, atol=1e-5):
             raise ModelMismatch(f"{where}: {key} does not match the RoPE of vision config {model.vision.name} "
                                 f"(shape {tuple(stored.shape)} vs {tuple(expected.shape)}); wrong config for this checkpoint?")
     for key in [k for k in state if k.startswith(_UNUSED_PREFIXES)]:
-        del state[key]
+        extras[key] = state.pop(key)
     own = model.state_dict()
     shapes = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
               if k in own and v.shape != own[k].shape]
@@ -145,6 +149,7 @@ def load_weights(model: VisualBGEModel, state: dict, where: str) -> None:
                             f"missing {missing[:8]}{'...' if len(missing) > 8 else ''}, unexpected "
                             f"{unexpected[:8]}{'...' if len(unexpected) > 8 else ''}, shape mismatches {shapes[:4]}")
     model.load_state_dict(state, strict=True)
+    return extras
 
 
 def load_model(text_path: str, weights: str, vision: VisionConfig, dtype: Any = None) -> VisualBGEModel:
