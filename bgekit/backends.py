@@ -4,6 +4,7 @@ Device and dtype quirks live here and nowhere else.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -199,6 +200,27 @@ def load_tokenizer(path: str, trust_remote_code: bool = False, **kwargs: Any):
     return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
 
 
+# weights below this size load in about a second: transformers' "Loading weights" bar would only be noise
+QUIET_LOAD_BYTES = 1 << 30
+
+
+@contextlib.contextmanager
+def _loading_bar_for(path: str):
+    """Hide transformers' weight-loading bar while a small local model loads; restore the setting after."""
+    from transformers.utils import logging as hf_logging
+
+    weights = [os.path.join(path, f) for f in os.listdir(path)] if os.path.isdir(path) else []
+    size = sum(os.path.getsize(f) for f in weights if f.endswith((".safetensors", ".bin")))
+    hide = bool(weights) and size < QUIET_LOAD_BYTES and hf_logging.is_progress_bar_enabled()
+    if hide:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if hide:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(path: str, dtype: Any, trust_remote_code: bool = False, auto_class: str = "AutoModel"):
     """Load weights with ``transformers.<auto_class>`` in ``dtype``, in eval mode.
 
@@ -209,7 +231,8 @@ def load_model(path: str, dtype: Any, trust_remote_code: bool = False, auto_clas
 
     cls = getattr(transformers, auto_class)
     try:
-        model = cls.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+        with _loading_bar_for(path):
+            model = cls.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
     except Exception as e:  # noqa: BLE001 - a broken weights file is re-raised naming the file; others unchanged
         if type(e).__name__ != "SafetensorError" and "deserializ" not in str(e) and "pickle" not in str(e).lower():
             raise
