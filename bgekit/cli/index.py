@@ -1,4 +1,4 @@
-"""`bgekit index build|add|delete|info|export-qdrant` and `bgekit search --index-dir`."""
+"""`bgekit index build|add|delete|info|export-qdrant|export-milvus` and `bgekit search --index-dir`."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Any
 
+from bgekit.cli import milvus
 from bgekit.cli.checks import check_devices, check_extras, check_input, check_output_dir, positive_int, refuse
 from bgekit.errors import UsageError
 
@@ -185,7 +186,12 @@ def search_index(args: argparse.Namespace) -> int:
     results = searcher.search(list(args.query), top_k=args.top_k, mode=args.mode, fusion=args.fusion,
                               colbert=args.colbert, candidates=args.candidates, rerank_depth=args.rerank_depth,
                               filter=_parse_filter(args.filter))
-    if args.json:
+    return print_results(results, args.json)
+
+
+def print_results(results: list, as_json: bool) -> int:
+    """Search results as a table per query, or as JSON (``--json``)."""
+    if as_json:
         print(json.dumps([{"query": r.query, "stages": list(r.stages), "hits": [vars(h) for h in r.hits]}
                           for r in results], ensure_ascii=False, indent=2))
         return 0
@@ -211,8 +217,11 @@ def extend_search(p: argparse.ArgumentParser, plain, default_corpus: str) -> Non
     p.add_argument("--rerank-depth", type=positive_int, default=None, help="candidates the reranker scores")
     p.add_argument("--filter", action="append", metavar="FIELD=VALUE", help="exact metadata value, repeatable")
     p.add_argument("--ef-search", type=positive_int, default=None, help="HNSW efSearch")
+    milvus.add_search_options(p)
 
     def run(args: argparse.Namespace) -> int:
+        if milvus.check_target(args):
+            return milvus.search_milvus(args)
         if args.index_dir:
             return search_index(args)
         args.corpus = args.corpus or default_corpus
@@ -268,3 +277,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--qdrant-path", help="a local Qdrant folder (qdrant-client local mode)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing collection")
     p.set_defaults(func=cmd_export_qdrant)
+    milvus.register_export(isub)

@@ -55,8 +55,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.host not in LOOPBACK and not api_key:
         print(f"bgekit serve: warning: serving on {args.host} without an API key; anyone who can reach it can use it",
               file=sys.stderr)
+    from bgekit.cli import milvus
+
+    on_milvus = milvus.check_target(args)
     sock = bind(args.host, args.port)  # before loading models: a busy port fails in a second, not after a minute
-    searcher = None
+    searcher = milvus.milvus_searcher(args) if on_milvus else None
     if args.index_dir:
         from bgekit.index.search import Searcher
         from bgekit.index.store import open_index
@@ -88,9 +91,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="HTTP server: OpenAI / TEI / Cohere embeddings and reranking, index search")
-    _model_args(p, f"embedder (default: {DEFAULT_MODEL}, or the index's model with --index-dir)")
+    _model_args(p, f"embedder (default: {DEFAULT_MODEL}, or the index's model with --index-dir or --milvus-uri)")
     p.add_argument("--reranker", default=None, help="reranker model for /rerank, /v1/rerank, /v2/rerank and search")
     p.add_argument("--index-dir", default=None, help="serve /search over this index")
+    p.add_argument("--milvus-uri", default=None, help="serve /search over a Milvus collection instead (with --collection)")
+    p.add_argument("--collection", default=None, help="the Milvus collection (with --milvus-uri)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=_port, default=8080, help="default 8080; 0 picks a free port")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (or set $BGEKIT_API_KEY)")

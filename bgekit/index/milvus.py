@@ -84,7 +84,8 @@ def milvus_client(uri: str, token: str | None = None, timeout: float = 10.0):
         import importlib.util
 
         if importlib.util.find_spec("milvus_lite") is None:
-            raise ImportError(f"{uri!r} is a Milvus Lite file, which needs milvus-lite: pip install 'bgekit[milvus]'")
+            raise ModuleNotFoundError(f"{uri!r} is a Milvus Lite file, which needs milvus-lite: "
+                                      "pip install 'bgekit[milvus]'", name="milvus_lite")
         folder = os.path.dirname(os.path.abspath(uri))
         if not os.path.isdir(folder):
             raise OutputError(f"--milvus-uri {uri!r}: the folder {folder!r} does not exist (Milvus Lite keeps its "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
+from bgekit.errors import InputError
 from bgekit.index.milvus import OUTPUT_FIELDS, PROP_EXPORT, PROP_METRIC, PROP_MODEL, PROP_OUTPUTS, filter_expr, milvus_errors
 from bgekit.index.model_info import ModelInfo
 from bgekit.index.search import DEFAULT_POOL, FUSIONS, MODES, SearchHit, SearchResult, _check_int, _check_weights
@@ -43,11 +44,11 @@ class MilvusCollection:
         """Reread the collection's record if it was exported again. Returns True if it changed."""
         with milvus_errors(f"reading collection {self.name!r}"):
             if not self.client.has_collection(self.name):
-                raise ValueError(f"Milvus has no collection {self.name!r}; export an index to it first "
+                raise InputError(f"Milvus has no collection {self.name!r}; export an index to it first "
                                  "(bgekit index export-milvus)")
             props = self.client.describe_collection(self.name).get("properties") or {}
             if PROP_MODEL not in props or PROP_EXPORT not in props:
-                raise ValueError(f"Milvus collection {self.name!r} was not written by bgekit index export-milvus "
+                raise InputError(f"Milvus collection {self.name!r} was not written by bgekit index export-milvus "
                                  "(it records no bgekit model)")
             if props[PROP_EXPORT] == self.generation:
                 return False
