@@ -69,9 +69,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
+    from bgekit.distributed import cli as ray_cli
     from bgekit.loading import load_embedder
     from bgekit.io import atomic_open, atomic_save_npy
 
+    if ray_cli.check(args):  # --ray: a pool of Ray actors writes a shard folder (bgekit.distributed)
+        return ray_cli.encode(args, _model_kwargs(args))
     check_input(args.input, "input")
     check_output(args.output, "--output", (".jsonl",) if args.sparse else (".npy",))
     check_devices(args.device)
@@ -130,12 +133,13 @@ def cmd_search(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="embed texts from a .txt or .jsonl file into a .npy (or sparse .jsonl)")
     p.add_argument("input", help=".txt (one text per line) or .jsonl file")
-    p.add_argument("-o", "--output", required=True, help="output .npy (or .jsonl with --sparse)")
+    p.add_argument("-o", "--output", required=True, help="output .npy (or .jsonl with --sparse; a folder with --ray)")
     p.add_argument("--field", default=None, help="jsonl input: the field holding the text (default: text)")
     p.add_argument("--kind", choices=["plain", "query", "passage"], default="plain",
                    help="apply the query or passage instruction (default: plain)")
-    p.add_argument("--sparse", action="store_true", help="BGE-M3: write lexical weights as jsonl")
+    p.add_argument("--sparse", action="store_true", help="BGE-M3: write lexical weights as jsonl (--ray: dense + sparse shards)")
     _add_model_args(p)
+    importlib.import_module("bgekit.distributed.cli").add_args(p)  # --ray and its options
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("search", help="rank the texts of a small corpus for one or more queries")

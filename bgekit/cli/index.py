@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -57,6 +58,7 @@ def _search_params(args: argparse.Namespace) -> dict | None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from bgekit.distributed import cli as ray_cli
     from bgekit.index.documents import read_corpus
     from bgekit.index.generation import read_pointer
     from bgekit.index.store import build_index
@@ -68,6 +70,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     check_output_dir(args.index_dir, "--index-dir")
     check_devices(args.device)
     _check_ef_search(args.ef_search, args.factory)
+    use_ray = ray_cli.check_index(args)  # --ray: encode on Ray actors (bgekit.distributed), then build from the shards
     if os.path.isdir(args.index_dir) and read_pointer(args.index_dir) is not None and not args.overwrite:
         raise UsageError(f"an index already exists in {args.index_dir!r}; add to it (bgekit index add), "
                          "or rebuild it with --overwrite")
@@ -81,9 +84,10 @@ def cmd_build(args: argparse.Namespace) -> int:
                 raise ModelMismatch(f"{flag} applies to BGE-M3 models; {model.model_name_or_path!r} is a "
                                     f"{model.spec.kind} embedder, which stores dense vectors only")
     outputs = ("dense",) if args.dense_only else None
+    vectors = ray_cli.index_vectors(args, docs, model, args.model or DEFAULT_MODEL, _model_kwargs(args)) if use_ray else None
     store = build_index(args.index_dir, model, docs, outputs=outputs, colbert=args.colbert, factory=args.factory,
                         metric=args.metric, search_params=_search_params(args), overwrite=args.overwrite,
-                        batch_size=args.batch_size)
+                        batch_size=args.batch_size, vectors=vectors)
     print(f"built {store.path}: {store.count} documents, {', '.join(store.outputs)}, "
           f"{store.manifest['dense']['factory']} ({store.generation})", file=sys.stderr)
     return 0
@@ -252,6 +256,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", choices=["ip", "l2"], default="ip")
     p.add_argument("--ef-search", type=positive_int, default=None, help="HNSW efSearch recorded with the index")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index")
+    importlib.import_module("bgekit.distributed.cli").add_args(p)  # --ray and its options
     p.set_defaults(func=cmd_build)
     p = isub.add_parser("add", help="add (or --upsert) documents from a .jsonl corpus")
     p.add_argument("--index-dir", required=True)
