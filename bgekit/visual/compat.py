@@ -21,7 +21,7 @@ import torch
 from bgekit.errors import InputError, UsageError
 from bgekit.visual import config as _config
 from bgekit.visual import images as _images
-from bgekit.visual.model import VisualBGEModel, load_weights, read_state_dict
+from bgekit.visual.model import VisualBGEModel, check_weights_file, load_weights, read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class Visualized_BGE(VisualBGEModel):  # noqa: N801 - the reference's name
             raise TypeError(f"model_name_bge must be the text model's name or folder, got {model_name_bge!r}")
         if model_weight is None:
             raise TypeError("model_weight is required: the Visualized-BGE .pth checkpoint")
+        check_weights_file(model_weight)
         if sentence_pooling_method not in ("cls", "mean"):
             raise UsageError(f"unknown sentence_pooling_method {sentence_pooling_method!r}; valid: cls, mean")
         if negatives_cross_device:

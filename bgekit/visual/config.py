@@ -120,7 +120,7 @@ def read_json(path: str) -> VisionConfig:
 def _beside(weights: str) -> list[str]:
     folder = os.path.dirname(os.path.abspath(weights))
     found = []
-    for entry in sorted(os.listdir(folder)):
+    for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         path = os.path.join(folder, entry)
         if entry.endswith(".json") and os.path.isfile(path):
             try:

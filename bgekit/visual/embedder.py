@@ -59,6 +59,7 @@ class VisualEmbedder:
         self.device = devices[0]
         self.batch_size = check_batch_size(batch_size)
         self.dtype = backends.resolve_dtype(self.device, use_fp16, use_bf16, dtype)
+        model.check_weights_file(model_weight)
         self.path = backends.locate(model_name_or_path, cache_dir)
         self.vision = config.resolve(model_name_or_path, model_weight, vision_config)
         self.model = model.load_model(self.path, model_weight, self.vision, self.dtype).to(self.device)

@@ -105,11 +105,19 @@ def _check_length(tokens: int, limit: int, what: str) -> None:
                             "truncate it (bgekit.VisualEmbedder does, with max_length)")
 
 
+def check_weights_file(path: Any) -> str:
+    """``path`` as a string when it is an existing file; ModelFileError naming it otherwise."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"model_weight must be the path of the .pth checkpoint, got {type(path).__name__}")
+    if not os.path.isfile(path):
+        raise ModelFileError(f"Visualized-BGE weights {os.fspath(path)!r} do not exist (model_weight: the .pth "
+                             "file, e.g. Visualized_base_en_v1.5.pth)")
+    return os.fspath(path)
+
+
 def read_state_dict(path: str) -> dict:
     """The reference checkpoint's tensors (a ``torch.save``d state dict), read without unpickling code."""
-    if not os.path.isfile(path):
-        raise ModelFileError(f"Visualized-BGE weights {path!r} do not exist (model_weight: the .pth file, e.g. "
-                             "Visualized_base_en_v1.5.pth)")
+    check_weights_file(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is reported naming it
