@@ -19,11 +19,18 @@ CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
 
 
+def pil():
+    """``PIL.Image``, or an ImportError naming the extra that installs Pillow."""
+    try:
+        from PIL import Image
+    except ImportError as e:
+        raise ImportError("images need Pillow: pip install 'bgekit[visual]'") from e
+    return Image
+
+
 def is_image(value: Any) -> bool:
     """True for one image: a path (str or PathLike), a PIL image or a numpy array."""
-    from PIL import Image
-
-    return isinstance(value, (str, os.PathLike, Image.Image, np.ndarray))
+    return isinstance(value, (str, os.PathLike, np.ndarray)) or isinstance(value, pil().Image)
 
 
 def check_image(value: Any, where: str) -> None:
@@ -33,8 +40,7 @@ def check_image(value: Any, where: str) -> None:
         InputFileError: a path that does not exist or is a folder.
         InputError: a file that is not an image, an array of the wrong shape or type, or another type.
     """
-    from PIL import Image, UnidentifiedImageError
-
+    Image = pil()
     if isinstance(value, Image.Image):
         return
     if isinstance(value, np.ndarray):
@@ -49,7 +55,7 @@ def check_image(value: Any, where: str) -> None:
     try:
         with Image.open(path) as im:
             im.size  # noqa: B018 - the header is read by open; size proves it parsed
-    except (UnidentifiedImageError, OSError) as e:
+    except (Image.UnidentifiedImageError, OSError) as e:
         raise InputError(f"{where}: {path!r} is not a readable image ({e})") from None
 
 
@@ -66,8 +72,7 @@ def _check_array(arr: np.ndarray, where: str) -> None:
 
 def open_image(value: Any, where: str = "image"):
     """A PIL image for a path, PIL image or uint8 array (H, W), (H, W, 1/3/4); errors name ``where``."""
-    from PIL import Image, UnidentifiedImageError
-
+    Image = pil()
     if isinstance(value, Image.Image):
         return value
     if isinstance(value, np.ndarray):
@@ -78,7 +83,7 @@ def open_image(value: Any, where: str = "image"):
     try:
         im = Image.open(path)
         im.load()
-    except (UnidentifiedImageError, OSError) as e:
+    except (Image.UnidentifiedImageError, OSError) as e:
         raise InputError(f"{where}: {path!r} is not a readable image ({e})") from None
     return im
 
@@ -91,8 +96,7 @@ def preprocess(image, size: int) -> np.ndarray:
         >>> preprocess(Image.new("RGB", (48, 40)), 64).shape
         (3, 64, 64)
     """
-    from PIL import Image
-
+    Image = pil()
     w, h = image.size
     short, long = (w, h) if w <= h else (h, w)
     new_long = int(size * long / short)
