@@ -124,5 +124,8 @@ def _scribble_pages(path):
 def _damaged_copy(src, dst, name, damage):
     shutil.copytree(src, dst)
     current = open(os.path.join(dst, "CURRENT")).read().strip()
-    damage(os.path.join(dst, current, name))
+    folder = os.path.join(dst, current)
+    if not os.path.exists(os.path.join(folder, name)):  # index format 2: documents and vectors live in a segment
+        folder = os.path.join(dst, json.load(open(os.path.join(folder, "manifest.json")))["segments"][0]["name"])
+    damage(os.path.join(folder, name))
     return dst

@@ -278,7 +278,7 @@ def test_an_open_reader_survives_later_generations(tmp_path, bert, corpus):
 
 def test_damaged_generation_is_reported(tmp_path, bert, corpus):
     store = build_index(str(tmp_path / "ix"), bert, corpus.slice(0, 2), show_progress=False)
-    with open(os.path.join(store.folder, "dense.npy"), "ab") as f:
+    with open(os.path.join(store.segments[0].folder, "dense.npy"), "ab") as f:  # the vectors live in segments
         f.write(b"junk")
     with pytest.raises(ValueError, match="dense.npy.*damaged"):
         open_index(str(tmp_path / "ix"))

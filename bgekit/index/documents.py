@@ -84,16 +84,22 @@ def as_documents(items: Iterable[Any], source: str = "documents") -> Documents:
     return docs
 
 
-def read_corpus(path: str) -> Documents:
-    """Read a .jsonl corpus (see module docstring); errors name the file and line."""
+def _corpus_lines(path: str):
     from bgekit.errors import InputError
     from bgekit.io import check_input_file
 
     check_input_file(path, "corpus file")
     if not path.endswith((".jsonl", ".jsonl.gz")):
         raise InputError(f"corpus {path!r}: expected a .jsonl file with one {{'id', 'text'}} object per line")
+    return iter_jsonl(path, objects_only=False)
+
+
+def read_corpus(path: str) -> Documents:
+    """Read a .jsonl corpus (see module docstring); errors name the file and line."""
+    from bgekit.errors import InputError
+
     objs, lines = [], []
-    for n, obj in iter_jsonl(path, objects_only=False):
+    for n, obj in _corpus_lines(path):
         objs.append(obj)
         lines.append(n)
     try:
@@ -102,6 +108,48 @@ def read_corpus(path: str) -> Documents:
         msg = str(e)
         pos = int(msg[msg.index("[") + 1: msg.index("]")])
         raise InputError(f"{path}:{lines[pos]}{msg[msg.index(']') + 1:]}") from None
+
+
+class CorpusStream:
+    """A .jsonl corpus read in chunks of ``chunk`` documents: the texts are never all in memory.
+
+    Creating one checks the whole file first (every line a valid document, no repeated id; errors name the file
+    and line), holding only the ids, so a bad line stops a build before any encoding. Iterating yields
+    :class:`Documents` chunks; ``len()`` is the number of documents.
+    """
+
+    def __init__(self, path: str, chunk: int = 8192):
+        from bgekit.errors import InputError
+
+        self.path, self.chunk, seen = path, chunk, {}
+        for n, obj in _corpus_lines(path):
+            try:
+                doc_id = _document(obj, "")[0]
+            except ValueError as e:
+                raise InputError(f"{path}:{n}{e}") from None
+            if doc_id in seen:
+                raise InputError(f"{path}:{n}: id {doc_id!r} repeats line {seen[doc_id]}")
+            seen[doc_id] = n
+        self.count = len(seen)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self):
+        docs = Documents()
+        for n, obj in _corpus_lines(self.path):
+            doc_id, text, title, meta = _document(obj, f"{self.path}:{n}")
+            docs.ids.append(doc_id), docs.texts.append(text), docs.titles.append(title), docs.metadata.append(meta)
+            if len(docs) == self.chunk:
+                yield docs
+                docs = Documents()
+        if len(docs):
+            yield docs
+
+
+def stream_corpus(path: str, chunk: int = 8192) -> CorpusStream:
+    """Check a .jsonl corpus and return it as a :class:`CorpusStream` for :func:`~bgekit.index.store.build_index`."""
+    return CorpusStream(path, chunk)
 
 
 # ---------------------------------------------------------------- the SQLite table
@@ -142,16 +190,18 @@ def create_table(path: str) -> sqlite3.Connection:
     return db
 
 
-def copy_rows(db: sqlite3.Connection, old_path: str, drop_rows: np.ndarray) -> int:
-    """Copy the old table's rows except ``drop_rows``, renumbered 0..n-1 in order. Returns n."""
+def copy_rows(db: sqlite3.Connection, old_path: str, drop_rows: np.ndarray, start: int = 0) -> int:
+    """Copy the old table's rows except ``drop_rows``, renumbered start, start+1, ... in order. Returns how many."""
+    before = int(db.execute("SELECT COUNT(*) FROM docs").fetchone()[0])
     db.execute("ATTACH DATABASE ? AS old", (_uri(old_path, "?mode=ro&immutable=1"),))
-    db.execute("CREATE TEMP TABLE gone (row INTEGER PRIMARY KEY)")
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS gone (row INTEGER PRIMARY KEY)")
+    db.execute("DELETE FROM gone")
     db.executemany("INSERT INTO gone VALUES (?)", ((int(r),) for r in drop_rows))
-    db.execute("INSERT INTO docs SELECT ROW_NUMBER() OVER (ORDER BY row) - 1, id, text, title, metadata "
-               "FROM old.docs WHERE row NOT IN (SELECT row FROM gone)")
+    db.execute("INSERT INTO docs SELECT ROW_NUMBER() OVER (ORDER BY row) - 1 + ?, id, text, title, metadata "
+               "FROM old.docs WHERE row NOT IN (SELECT row FROM gone)", (int(start),))
     db.commit()
     db.execute("DETACH DATABASE old")
-    return int(db.execute("SELECT COUNT(*) FROM docs").fetchone()[0])
+    return int(db.execute("SELECT COUNT(*) FROM docs").fetchone()[0]) - before
 
 
 def insert_rows(db: sqlite3.Connection, start: int, docs: Documents) -> None:

@@ -163,15 +163,8 @@ class Searcher:
         query = qv.dense if signal == "dense" else qv.sparse
         if allowed is None:
             return index.search(query, k)[1]
-        if signal == "dense":
-            from bgekit.index.dense import as_matrix
-
-            scores = as_matrix(query, "queries") @ np.asarray(self.store.dense_vectors[allowed]).T  # (Q, A)
-        else:
-            from bgekit.index.sparse import to_csr
-
-            q = to_csr(query, "queries", index.vocab_size)
-            scores = np.asarray((q @ index.matrix[allowed].T).todense())  # (Q, A)
+        scores = index.scores_of(query, allowed)  # (Q, A), exact over the matching rows
+        if signal == "sparse":
             scores[scores == 0] = -np.inf  # no shared token: not a sparse match
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         return np.where(np.isfinite(np.take_along_axis(scores, order, 1)), allowed[order], -1)
@@ -196,12 +189,11 @@ class Searcher:
     def _colbert(self, queries: list[np.ndarray], pool: np.ndarray) -> np.ndarray:
         from bgekit.scoring import maxsim
 
-        offsets, vecs = self.store.colbert_offsets, self.store.colbert
         out = np.full(pool.shape, -np.inf, dtype=np.float32)
         for q, row in enumerate(pool):
             for j, d in enumerate(row):
                 if d >= 0:
-                    out[q, j] = maxsim(queries[q], vecs[offsets[d]:offsets[d + 1]])
+                    out[q, j] = maxsim(queries[q], self.store.colbert_of(int(d)))
         return out
 
     def _fuse(self, pool: np.ndarray, stage: dict, signals: tuple[str, ...], fusion: str, weights: dict, rrf_k: int):

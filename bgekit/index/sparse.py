@@ -86,12 +86,13 @@ class SparseIndex:
     def vocab_size(self) -> int:
         return int(self.matrix.shape[1])
 
-    def search(self, queries: Sequence[Any], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: Sequence[Any], k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k documents per query, best first (ties: lower document index first).
 
         Args:
             queries: SparseVector objects or ``{str(token_id): weight}`` dicts.
             k: how many per query; at most ``len(self)``.
+            exclude: document indices never returned (an index segment's deleted rows).
 
         Returns:
             ``(scores, indices)``, both (Q, k); padded with -inf / -1 past the last matching document.
@@ -104,6 +105,9 @@ class SparseIndex:
         for row in range(q.shape[0]):
             start, end = product.indptr[row], product.indptr[row + 1]
             docs, vals = product.indices[start:end], product.data[start:end]
+            if exclude is not None and len(exclude):
+                keep = ~np.isin(docs, exclude)
+                docs, vals = docs[keep], vals[keep]
             if len(vals) > k:  # keep everything at or above the k-th score, ties included, then cut in order
                 keep = vals >= -np.partition(-vals, k - 1)[k - 1]
                 docs, vals = docs[keep], vals[keep]

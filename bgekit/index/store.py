@@ -1,8 +1,10 @@
 """A persisted hybrid index: dense (FAISS), sparse (CSR), optional ColBERT vectors and the documents, in a folder.
 
-Every change (build, add, delete) writes a complete new generation and then switches a pointer file
-atomically (see :mod:`bgekit.index.generation`), so a process killed at any moment leaves the previous index
-readable and complete. The index records the model it was built with and refuses any other (see
+The documents live in immutable segments. Adding writes the new documents as a new segment, deleting records
+tombstones, and a small merge policy keeps the segments few (see :mod:`bgekit.index.changes`); ``compact``
+merges everything into one segment. Every change ends by switching a pointer file atomically to a new
+generation (see :mod:`bgekit.index.generation`), so a process killed at any moment leaves the previous index
+readable and complete. Searches read every segment of the live generation (:mod:`bgekit.index.layout`). The index records the model it was built with and refuses any other (see
 :mod:`bgekit.index.model_info`).
 
 Example:
@@ -18,7 +20,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -26,7 +28,9 @@ from bgekit.errors import UsageError
 from bgekit.index import documents as D
 from bgekit.index import generation as G
 from bgekit.index import integrity as I
+from bgekit.index.layout import ColbertView, DenseView, Layout, RowView, SparseView
 from bgekit.index.model_info import ModelInfo
+from bgekit.index.segment import Segment, SegmentWriter
 from bgekit.types import SparseVector
 
 OUTPUTS = ("dense", "sparse", "colbert")
@@ -93,22 +97,25 @@ def _check_vectors(vectors: Vectors, n: int, outputs: tuple[str, ...], info: Mod
 
 
 class IndexStore:
-    """An open index folder: the live generation's indexes, memory-mapped arrays and document table.
+    """An open index folder: the live generation's segments, their tombstones, and views over all of them.
 
-    Open one with :func:`open_index`; create one with :func:`build_index`. ``add`` and ``delete`` commit a
-    new generation and reopen it. :meth:`reload` picks up changes made by another process.
+    Open one with :func:`open_index`; create one with :func:`build_index`. ``add``, ``delete`` and ``compact``
+    commit a new generation and reopen it (segments already open are reused). :meth:`reload` picks up changes
+    made by another process. Rows are numbered 0..count-1 over the live documents, in insertion order.
 
     Attributes:
-        path, generation, manifest, model_info (:class:`ModelInfo`), outputs, count,
-        dense (:class:`~bgekit.index.dense.DenseIndex`), dense_vectors ((N, D) memory-mapped),
-        sparse (:class:`~bgekit.index.sparse.SparseIndex` or None), colbert ((T, C) float16 memory-mapped or None),
-        colbert_offsets ((N + 1,) or None).
+        path, generation, manifest, model_info (:class:`ModelInfo`), outputs, count, segments (the open
+        :class:`~bgekit.index.segment.Segment` objects), layout (:class:`~bgekit.index.layout.Layout`),
+        dense (search / score over all segments), dense_vectors ((N, D): a memory map when there is one segment
+        without deletions, else a gathering view), sparse (or None), colbert ((T, C) float16) and
+        colbert_offsets ((N + 1,)) or None.
     """
 
     def __init__(self, path: str, search_params: dict | None = None):
         self.path = os.path.abspath(path)
         self._search_params = search_params
         self._lock = threading.Lock()
+        self._open: dict[str, Segment] = {}
         self.generation: str | None = None
         self.reload()
 
@@ -124,67 +131,93 @@ class IndexStore:
         self.generation = name
         return True
 
+    def _segment(self, folder: str, meta: dict | None = None) -> Segment:
+        seg = self._open.get(folder)
+        if seg is None:
+            settings = self.manifest["dense"]
+            params = settings.get("search_params") if self._search_params is None else self._search_params
+            seg = Segment(folder, self.outputs, self.model_info.dim, self.model_info.colbert_dim, settings, params, meta)
+        return seg
+
     def _load(self, folder: str) -> None:
         manifest = I.read_manifest(folder)
         self.manifest, self.folder = manifest, folder
         self.model_info = ModelInfo.from_json(manifest["model"])
-        self.outputs, self.count = tuple(manifest["outputs"]), int(manifest["count"])
-        self.dense_vectors = np.load(os.path.join(folder, "dense.npy"), mmap_mode="r")
-        self.dense = self._dense_index(folder)
-        self.sparse = self.colbert = self.colbert_offsets = None
-        if "sparse" in self.outputs:
-            import scipy.sparse as sp
-
-            from bgekit.index.sparse import SparseIndex
-
-            arrays = [np.load(os.path.join(folder, f"sparse_{k}.npy")) for k in ("values", "indices", "indptr")]
-            self.sparse = SparseIndex(sp.csr_matrix(tuple(arrays), shape=(self.count, manifest["sparse_vocab"])))
+        self.outputs = tuple(manifest["outputs"])
+        parts = []
+        if manifest["version"] == 1:  # a complete generation: one segment, written by bgekit before segments
+            meta = {"rows": manifest["count"], "sparse_vocab": manifest.get("sparse_vocab"), "files": manifest["files"]}
+            seg = self._segment(folder, meta)
+            seg.legacy = True
+            parts.append((seg, np.zeros(0, np.int64)))
+        for entry in manifest.get("segments", []):
+            deleted = np.zeros(0, np.int64)
+            if entry["deleted"]:
+                deleted = np.load(os.path.join(folder, f"{entry['name']}.deleted.npy"))
+            parts.append((self._segment(os.path.join(self.path, entry["name"])), deleted))
+            if len(deleted) != entry["deleted"] or parts[-1][0].rows != entry["rows"]:
+                raise I.InputError(f"{folder}: segment {entry['name']} does not match the manifest; the index is damaged")
+        self._open = {seg.folder: seg for seg, _ in parts}
+        self.segments = [seg for seg, _ in parts]
+        self.layout = Layout(parts, self.model_info.dim)
+        self.count = self.layout.count
+        one = len(parts) == 1 and not len(parts[0][1])
+        self.dense_vectors = parts[0][0].dense if one else RowView(self.layout)
+        self.dense = DenseView(self.layout, self.dense_vectors, manifest["dense"]["factory"], manifest["dense"]["metric"])
+        self.sparse = SparseView(self.layout) if "sparse" in self.outputs else None
+        self.colbert = self.colbert_offsets = None
         if "colbert" in self.outputs:
-            self.colbert_offsets = np.load(os.path.join(folder, "colbert_offsets.npy"))
-            total, dim = int(self.colbert_offsets[-1]), self.model_info.colbert_dim
-            self.colbert = (np.memmap(os.path.join(folder, "colbert.f16"), dtype=np.float16, mode="r", shape=(total, dim))
-                            if total else np.zeros((0, dim), np.float16))
-        self.docs_path = os.path.join(folder, "docs.sqlite")
-        self.db = D.open_readonly(self.docs_path, count=self.count)
+            self.colbert_offsets = parts[0][0].colbert_offsets if one else self._colbert_offsets()
+            self.colbert = parts[0][0].colbert if one else ColbertView(self.colbert_offsets, self.colbert_of,
+                                                                        self.model_info.colbert_dim)
         self._filters: dict[str, np.ndarray] = {}
 
-    def _dense_index(self, folder: str):
-        from bgekit.index.dense import DenseIndex
+    def _colbert_offsets(self) -> np.ndarray:
+        lengths = [np.delete(np.diff(seg.colbert_offsets), d) for seg, d in self.layout.parts]
+        return np.r_[0, np.cumsum(np.concatenate(lengths or [np.zeros(0, np.int64)]))].astype(np.int64)
 
-        settings = self.manifest["dense"]
-        params = settings.get("search_params") if self._search_params is None else self._search_params
-        if settings["factory"].strip().lower() == "flat":
-            index = DenseIndex(self.model_info.dim, factory="Flat", metric=settings["metric"])
-            index.add(self.dense_vectors)
-            return index
-        import faiss
-
-        # TODO(index helper): a DenseIndex.from_faiss(index, vectors) constructor would avoid these attributes.
-        index = DenseIndex(self.model_info.dim, factory=settings["factory"], metric=settings["metric"])
-        index.index = faiss.read_index(os.path.join(folder, "dense.faiss"))
-        index._vectors = [np.asarray(self.dense_vectors)]
-        for name, value in (params or {}).items():
-            index._set_param(name, value)
-        return index
+    def colbert_of(self, row: int) -> np.ndarray:
+        """The ColBERT vectors (n, C) float16 of one row."""
+        (part, _, local), = self.layout.split([row])
+        seg = self.layout.parts[part][0]
+        return seg.colbert[seg.colbert_offsets[local[0]]:seg.colbert_offsets[local[0] + 1]]
 
     def check(self) -> None:
-        """Verify the live generation in full (file sizes, and SQLite's integrity check of the document table).
+        """Verify the live generation in full (file sizes, and SQLite's integrity check of every document table).
 
         Raises:
             InputError: what is damaged, naming the file.
         """
         I.read_manifest(self.folder)
-        D.open_readonly(self.docs_path, count=self.count, full_check=True).close()
+        for seg in self.segments:
+            if not getattr(seg, "legacy", False):
+                I.read_segment(seg.folder)
+            D.open_readonly(seg.docs_path, count=seg.rows, full_check=True).close()
 
     def documents(self, rows: Sequence[int]) -> dict[int, tuple[str, str, str | None, dict]]:
         """row -> (id, text, title, metadata)."""
-        with self._lock, I.damage_named(self.docs_path):
-            return D.fetch(self.db, rows)
+        rows = np.fromiter((int(r) for r in rows), dtype=np.int64)
+        out = {}
+        with self._lock:
+            for part, pos, local in self.layout.split(rows):
+                seg = self.layout.parts[part][0]
+                with I.damage_named(seg.docs_path):
+                    found = D.fetch(seg.db, local)
+                out.update((int(rows[p]), found[int(r)]) for p, r in zip(pos, local))
+        return out
 
     def rows(self, ids: Sequence[str]) -> dict[str, int]:
         """id -> row for the ids present."""
-        with self._lock, I.damage_named(self.docs_path):
-            return D.rows_of_ids(self.db, ids)
+        out: dict[str, int] = {}
+        with self._lock:
+            for part, (seg, _) in enumerate(self.layout.parts):
+                with I.damage_named(seg.docs_path):
+                    found = D.rows_of_ids(seg.db, ids)
+                if found:
+                    local = np.fromiter(found.values(), dtype=np.int64, count=len(found))
+                    live = self.layout.live_locals(part, local)
+                    out.update(zip(np.asarray(list(found))[live].tolist(), self.layout.logical(part, local[live]).tolist()))
+        return out
 
     def filter_rows(self, where: dict) -> np.ndarray:
         """Rows whose metadata matches an exact-value filter (see :func:`bgekit.index.documents.filter_sql`).
@@ -195,8 +228,12 @@ class IndexStore:
         with self._lock:
             rows = self._filters.get(key)
             if rows is None:
-                with I.damage_named(self.docs_path):
-                    rows = D.filter_rows(self.db, where)
+                found = []
+                for part, (seg, _) in enumerate(self.layout.parts):
+                    with I.damage_named(seg.docs_path):
+                        local = D.filter_rows(seg.db, where)
+                    found.append(self.layout.logical(part, local[self.layout.live_locals(part, local)]))
+                rows = np.concatenate(found) if found else np.zeros(0, np.int64)
                 if len(self._filters) >= FILTER_CACHE:
                     self._filters.pop(next(iter(self._filters)))
                 self._filters[key] = rows
@@ -206,24 +243,26 @@ class IndexStore:
         return self.count
 
     def __repr__(self) -> str:
-        return (f"IndexStore({self.path!r}, {self.generation}, count={self.count}, outputs={list(self.outputs)}, "
-                f"model={self.model_info.name!r})")
+        return (f"IndexStore({self.path!r}, {self.generation}, count={self.count}, segments={len(self.segments)}, "
+                f"outputs={list(self.outputs)}, model={self.model_info.name!r})")
 
     # ---------------------------------------------------------------- changing
     def add(self, documents: Any, model: Any = None, *, vectors: Vectors | None = None, upsert: bool = False,
             batch_size: int | None = None, show_progress: bool = True) -> "IndexStore":
-        """Add documents (encoded with ``model``, or given as ``vectors``) in one new generation.
+        """Add documents (encoded with ``model``, or given as ``vectors``) as a new segment, in one new generation.
 
         Args:
             documents: dicts with ``id``, ``text`` (optional ``title``, ``metadata``) or :class:`Documents`.
             model: the index's model (checked); needed unless ``vectors`` are given.
             vectors: precomputed :class:`Vectors` holding every output the index stores.
-            upsert: replace documents whose ids exist (else those ids are an error).
+            upsert: replace documents whose ids exist (else those ids are an error); the old rows become tombstones.
             batch_size, show_progress: encoding settings.
 
         Returns:
             self, reopened on the new generation.
         """
+        from bgekit.index import changes
+
         docs = D.as_documents(documents)
         if vectors is None:
             if model is None:
@@ -238,15 +277,14 @@ class IndexStore:
                 shown = ", ".join(repr(i) for i in list(existing)[:5])
                 raise UsageError(f"{len(existing)} document id(s) already in the index ({shown}); replace them with "
                                  "upsert=True (bgekit index add --upsert), or delete them first")
-            with self._writer(self.manifest) as writer:
-                writer.copy(self, np.fromiter(existing.values(), dtype=np.int64, count=len(existing)))
-                _fill(writer, docs, model, vectors, self.outputs, self.model_info, batch_size, show_progress)
-                writer.commit()
+            fill = lambda writer: _fill(writer, [docs], len(docs), model, vectors, self.outputs,  # noqa: E731
+                                        self.model_info, batch_size, show_progress)
+            changes.apply(self, drop=self._locals(existing.values()), add=fill, n_new=len(docs))
             self.reload()
         return self
 
     def delete(self, ids: Sequence[str], missing: str = "error") -> "IndexStore":
-        """Delete documents by id in one new generation.
+        """Delete documents by id (tombstones; small segments are rewritten) in one new generation.
 
         Args:
             ids: document ids.
@@ -255,6 +293,8 @@ class IndexStore:
         Returns:
             self, reopened on the new generation.
         """
+        from bgekit.index import changes
+
         if missing not in ("error", "ignore"):
             raise ValueError(f"unknown missing={missing!r}; valid: error, ignore")
         if isinstance(ids, (str, bytes)) or not isinstance(ids, (list, tuple)):
@@ -266,33 +306,28 @@ class IndexStore:
             if absent and missing == "error":
                 raise UsageError(f"{len(absent)} id(s) not in the index: {', '.join(map(repr, absent[:10]))} "
                                  "(missing='ignore', or bgekit index delete --ignore-missing, skips them)")
-            with self._writer(self.manifest) as writer:
-                writer.copy(self, np.fromiter(found.values(), dtype=np.int64, count=len(found)))
-                writer.commit()
+            changes.apply(self, drop=self._locals(found.values()))
             self.reload()
         return self
 
-    def _writer(self, manifest: dict) -> G.GenerationWriter:
-        base = {k: manifest[k] for k in ("model", "outputs", "dense", "sparse_vocab") if k in manifest}
-        G.collect_garbage(self.path, self.generation)
-        return G.GenerationWriter(self.path, int(self.generation[4:]) + 1, base)
+    def compact(self) -> "IndexStore":
+        """Merge every segment into one without the deleted rows (approximate FAISS indexes are trained again).
 
+        Returns:
+            self, reopened on the new generation.
+        """
+        from bgekit.index import changes
 
-def _fill(writer: G.GenerationWriter, docs: D.Documents, model: Any, vectors: Vectors | None, outputs: tuple[str, ...],
-          info: ModelInfo, batch_size: int | None, show_progress: bool) -> None:
-    """Append ``docs`` to ``writer``: given vectors at once, or encoded chunk by chunk with a progress bar."""
-    if vectors is not None:
-        writer.append(docs, vectors)
-        return
-    from tqdm.auto import tqdm
+        with G.write_lock(self.path):
+            self.reload()
+            changes.apply(self, compact=True)
+            self.reload()
+        return self
 
-    texts = docs.for_encoding()
-    with tqdm(total=len(docs), desc="Indexing", unit="doc", disable=not show_progress or not len(docs)) as bar:
-        for start in range(0, len(docs), ENCODE_CHUNK):
-            end = min(start + ENCODE_CHUNK, len(docs))
-            enc = encode(model, texts[start:end], "passage", outputs, batch_size)
-            writer.append(docs.slice(start, end), _check_vectors(enc, end - start, outputs, info))
-            bar.update(end - start)
+    def _locals(self, rows: Iterable[int]) -> dict[int, np.ndarray]:
+        """Logical rows -> {part: local rows}."""
+        rows = np.fromiter(rows, dtype=np.int64)
+        return {part: local for part, _, local in self.layout.split(rows)}
 
 
 def open_index(path: str, search_params: dict | None = None) -> IndexStore:
@@ -314,7 +349,9 @@ def build_index(path: str, model: Any, documents: Any, *, outputs: Sequence[str]
     Args:
         path: the index folder (created; an existing index is replaced only with ``overwrite=True``).
         model: a bgekit embedder; BGE-M3 models give sparse (and, with ``colbert``, ColBERT) vectors too.
-        documents: dicts with ``id``, ``text`` (optional ``title``, ``metadata``) or :class:`Documents`.
+        documents: dicts with ``id``, ``text`` (optional ``title``, ``metadata``), :class:`Documents`, or a
+            :class:`~bgekit.index.documents.CorpusStream` (``stream_corpus("docs.jsonl")``: read, encoded and
+            written a chunk at a time, so memory stays flat however large the corpus).
         outputs: what to store; default dense (+ sparse for BGE-M3, + colbert if ``colbert``).
         colbert: also store ColBERT vectors (BGE-M3; float16, memory-mapped) for rescoring.
         factory / metric / search_params: the FAISS index ("Flat" exact; "HNSW32", "IVF256,Flat"...).
@@ -331,9 +368,15 @@ def build_index(path: str, model: Any, documents: Any, *, outputs: Sequence[str]
     outputs = _check_outputs(outputs or (("dense", "sparse") if m3 else ("dense",)) + (("colbert",) if colbert else ()))
     info = ModelInfo.of(model)
     DenseIndex(info.dim, factory=factory, metric=metric, search_params=search_params)  # fail early on bad settings
-    docs = D.as_documents(documents)
-    if vectors is not None:
-        vectors = _check_vectors(vectors, len(docs), outputs, info)
+    if isinstance(documents, D.CorpusStream):
+        if vectors is not None:
+            raise ValueError("precomputed vectors need the documents in memory, not a streamed corpus")
+        chunks, total = documents, len(documents)
+    else:
+        docs = D.as_documents(documents)
+        chunks, total = [docs], len(docs)
+        if vectors is not None:
+            vectors = _check_vectors(vectors, len(docs), outputs, info)
     path = os.path.abspath(path)
     if os.path.isdir(path) and any(not _ours(n) for n in os.listdir(path)):
         raise ValueError(f"{path!r} holds files that are not a bgekit index; choose an empty or new folder")
@@ -343,13 +386,34 @@ def build_index(path: str, model: Any, documents: Any, *, outputs: Sequence[str]
             raise UsageError(f"an index already exists in {path!r}; add to it, or rebuild it with overwrite=True "
                              "(bgekit index build --overwrite)")
         G.collect_garbage(path, current)
+        number = G.next_number(path, current)
         manifest = {"model": info.to_json(), "outputs": list(outputs),
                     "dense": {"factory": factory, "metric": metric, "search_params": search_params or {}}}
-        with G.GenerationWriter(path, int(current[4:]) + 1 if current else 1, manifest) as writer:
-            _fill(writer, docs, model, vectors, outputs, info, batch_size, show_progress)
-            writer.commit()
+        with SegmentWriter(path, number, manifest) as writer:
+            _fill(writer, chunks, total, model, vectors, outputs, info, batch_size, show_progress)
+            entry = writer.commit()
+        G.commit_generation(path, number, {**manifest, "segments": [entry]}, {})
     return IndexStore(path)
 
 
+def _fill(writer: SegmentWriter, chunks: Iterable[D.Documents], total: int, model: Any, vectors: Vectors | None,
+          outputs: tuple[str, ...], info: ModelInfo, batch_size: int | None, show_progress: bool) -> None:
+    """Append documents to ``writer``: given vectors at once, or encoded ENCODE_CHUNK documents at a time (a
+    streamed corpus arrives in chunks: neither its texts nor its vectors are ever all in memory)."""
+    if vectors is not None:
+        for docs in chunks:
+            writer.append(docs, vectors)
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc="Indexing", unit="doc", disable=not show_progress or not total) as bar:
+        for docs in chunks:
+            for start in range(0, len(docs), ENCODE_CHUNK):
+                part = docs.slice(start, min(start + ENCODE_CHUNK, len(docs)))
+                enc = encode(model, part.for_encoding(), "passage", outputs, batch_size)
+                writer.append(part, _check_vectors(enc, len(part), outputs, info))
+                bar.update(len(part))
+
+
 def _ours(name: str) -> bool:
-    return name in (G.POINTER, G.LOCK) or name.startswith(("gen-", ".gen-", f".{G.POINTER}."))
+    return name in (G.POINTER, G.LOCK) or name.startswith(("gen-", ".gen-", "seg-", ".seg-", f".{G.POINTER}."))

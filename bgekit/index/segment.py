@@ -1,0 +1,313 @@
+"""One immutable segment of an index: documents and their vectors, written once by streaming, then only read.
+
+A segment folder (``seg-000005``) holds, for its ``rows`` documents numbered 0..rows-1 (local rows)::
+
+    segment.json         format, rows, sparse vocabulary width, file sizes
+    docs.sqlite          row, id, text, title, metadata (JSON)
+    dense.npy            (rows, D) float32, memory-mapped      dense.faiss  (approximate factories only)
+    dense.empty.faiss    the trained, empty FAISS index (factories that train, e.g. IVF): later segments reuse it
+    sparse_indptr.npy / sparse_indices.npy / sparse_values.npy      rows x vocabulary CSR
+    colbert_offsets.npy  (rows + 1,) int64        colbert.f16   raw (T, C) float16, memory-mapped
+
+:class:`SegmentWriter` streams rows to disk (a chunk at a time: texts and vectors are never all in memory),
+copying live rows of older segments or appending new documents, and commits the folder atomically.
+:class:`Segment` opens one for reading. Deleted rows are not a segment's business: the generation records them.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import struct
+from typing import Any
+
+import numpy as np
+
+from bgekit.index import documents as D
+from bgekit.index import generation as G
+from bgekit.index import integrity as I
+
+COPY_ROWS = 1 << 16         # rows (and ColBERT token rows x 16) copied per step
+OVERFETCH = 1024            # exact search over-fetches k + deleted rows up to this many deleted rows
+_HEADER = 128               # bytes of every .npy header this module writes (room for any shape it writes)
+
+
+class NpyAppender:
+    """Write a .npy file row chunk by row chunk; the header is fixed up with the final shape on close."""
+
+    def __init__(self, path: str, dtype: Any, tail: tuple[int, ...] = ()):
+        self.path, self.dtype, self.tail, self.rows = path, np.dtype(dtype), tuple(tail), 0
+        self.file = open(path, "wb")
+        self.file.write(self._header((0,) + self.tail))
+
+    def _header(self, shape: tuple[int, ...]) -> bytes:
+        text = repr({"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape})
+        body = text.encode("latin1").ljust(_HEADER - 10 - 1) + b"\n"
+        if len(body) != _HEADER - 10:  # pragma: no cover - shapes here are 1-D or 2-D
+            raise ValueError(f"npy header for shape {shape} does not fit {_HEADER} bytes")
+        return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body
+
+    def append(self, array: Any) -> None:
+        arr = np.ascontiguousarray(array, dtype=self.dtype)
+        if arr.shape[1:] != self.tail:
+            raise ValueError(f"{os.path.basename(self.path)}: rows of shape {arr.shape[1:]}, expected {self.tail}")
+        self.file.write(arr.tobytes())
+        self.rows += len(arr)
+
+    def close(self) -> None:
+        if self.file.closed:
+            return
+        self.file.seek(0)
+        self.file.write(self._header((self.rows,) + self.tail))
+        self.file.close()
+
+
+class SegmentWriter:
+    """Streams rows into a new segment folder and commits it.
+
+    Args:
+        root: the index folder (the caller holds the write lock).
+        number: the segment's number (that of the generation that writes it).
+        manifest: the index settings: ``model`` (dim, colbert_dim), ``outputs``, ``dense`` ({factory, metric}).
+    """
+
+    def __init__(self, root: str, number: int, manifest: dict):
+        self.root, self.name = root, G.seg_name(number)
+        self.outputs, self.dense_settings = tuple(manifest["outputs"]), manifest["dense"]
+        self.dim, self.colbert_dim = manifest["model"]["dim"], manifest["model"].get("colbert_dim")
+        self.tmp = os.path.join(root, f".{self.name}.tmp")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        os.makedirs(self.tmp)
+        self.db = D.create_table(os.path.join(self.tmp, "docs.sqlite"))
+        self.count, self.vocab, self.nnz, self.tokens = 0, 1, 0, 0
+        path = lambda name: os.path.join(self.tmp, name)  # noqa: E731
+        self.arrays = {"dense.npy": NpyAppender(path("dense.npy"), np.float32, (self.dim,))}
+        if "sparse" in self.outputs:
+            self.arrays.update({"sparse_indptr.npy": NpyAppender(path("sparse_indptr.npy"), np.int64),
+                                "sparse_indices.npy": NpyAppender(path("sparse_indices.npy"), np.int64),
+                                "sparse_values.npy": NpyAppender(path("sparse_values.npy"), np.float32)})
+            self.arrays["sparse_indptr.npy"].append(np.zeros(1, np.int64))
+        self.colbert_file = None
+        if "colbert" in self.outputs:
+            self.arrays["colbert_offsets.npy"] = NpyAppender(path("colbert_offsets.npy"), np.int64)
+            self.arrays["colbert_offsets.npy"].append(np.zeros(1, np.int64))
+            self.colbert_file = open(path("colbert.f16"), "wb")
+
+    def __enter__(self) -> "SegmentWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """On an error, close and remove the unfinished segment (a kill leaves it to the next writer)."""
+        if exc_type is None:
+            return
+        with contextlib.suppress(Exception):
+            self.db.close()
+        for f in [a.file for a in self.arrays.values()] + [self.colbert_file]:
+            if f is not None:
+                f.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # ---------------------------------------------------------------- rows in
+    def _sparse(self, lengths: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
+        self.arrays["sparse_indptr.npy"].append(self.nnz + np.cumsum(lengths, dtype=np.int64))
+        self.arrays["sparse_indices.npy"].append(indices)
+        self.arrays["sparse_values.npy"].append(values)
+        self.nnz += int(np.sum(lengths))
+        if len(indices):
+            self.vocab = max(self.vocab, int(indices.max()) + 1)
+
+    def _colbert_lengths(self, lengths: np.ndarray) -> None:
+        self.arrays["colbert_offsets.npy"].append(self.tokens + np.cumsum(lengths, dtype=np.int64))
+        self.tokens += int(np.sum(lengths))
+
+    def append(self, docs: D.Documents, vectors: Any) -> None:
+        """Append documents with their vectors (a checked :class:`~bgekit.index.store.Vectors`)."""
+        D.insert_rows(self.db, self.count, docs)
+        self.count += len(docs)
+        self.arrays["dense.npy"].append(vectors.dense)
+        if "sparse" in self.outputs:
+            sparse = vectors.sparse
+            self._sparse(np.array([len(v) for v in sparse], dtype=np.int64),
+                         np.concatenate([np.asarray(v.indices, np.int64) for v in sparse] or [np.zeros(0, np.int64)]),
+                         np.concatenate([np.asarray(v.values, np.float32) for v in sparse] or [np.zeros(0, np.float32)]))
+        if self.colbert_file is not None:
+            self._colbert_lengths(np.array([len(c) for c in vectors.colbert], dtype=np.int64))
+            for c in vectors.colbert:
+                self.colbert_file.write(np.ascontiguousarray(c, dtype=np.float16).tobytes())
+
+    def copy(self, segment: "Segment", deleted: np.ndarray) -> None:
+        """Copy the rows of ``segment`` except the ``deleted`` local rows, in order, a chunk at a time."""
+        keep = np.ones(segment.rows, dtype=bool)
+        keep[np.asarray(deleted, dtype=np.int64)] = False
+        self.count += D.copy_rows(self.db, segment.docs_path, np.flatnonzero(~keep), start=self.count)
+        for a in range(0, segment.rows, COPY_ROWS):
+            b = min(a + COPY_ROWS, segment.rows)
+            mask = keep[a:b]
+            self.arrays["dense.npy"].append(np.asarray(segment.dense[a:b])[mask])
+            if "sparse" in self.outputs:
+                sub = segment.sparse.matrix[a:b][mask]
+                self._sparse(np.diff(sub.indptr).astype(np.int64), sub.indices.astype(np.int64), sub.data)
+            if self.colbert_file is not None:
+                offsets = segment.colbert_offsets
+                self._colbert_lengths(np.diff(offsets[a:b + 1])[mask])
+                for start, end in _runs(mask):
+                    for x in range(int(offsets[a + start]), int(offsets[a + end]), COPY_ROWS * 16):
+                        y = min(x + COPY_ROWS * 16, int(offsets[a + end]))
+                        self.colbert_file.write(np.ascontiguousarray(segment.colbert[x:y], dtype=np.float16).tobytes())
+
+    # ---------------------------------------------------------------- commit
+    def commit(self, template: Any = None) -> dict:
+        """Close the arrays, build the FAISS index if approximate, make everything durable, rename the folder.
+
+        Args:
+            template: a trained, empty FAISS index to fill (from an older segment) instead of training anew.
+
+        Returns:
+            The segment's entry for a generation manifest: ``{"name", "rows", "deleted": 0}``.
+        """
+        self.db.close()
+        for array in self.arrays.values():
+            array.close()
+        if self.colbert_file is not None:
+            self.colbert_file.close()
+        names = ["docs.sqlite", *self.arrays] + (["colbert.f16"] if self.colbert_file is not None else [])
+        if self.dense_settings["factory"].strip().lower() != "flat":
+            names += self._faiss_files(template)
+        files = {}
+        for name in names:
+            path = os.path.join(self.tmp, name)
+            files[name] = os.path.getsize(path)
+            G._fsync_path(path)
+        meta = {"format": "bgekit-segment", "version": 1, "rows": self.count, "sparse_vocab": self.vocab, "files": files}
+        with open(os.path.join(self.tmp, "segment.json"), "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2)
+        G._fsync_path(os.path.join(self.tmp, "segment.json"))
+        G._fsync_path(self.tmp)
+        os.replace(self.tmp, os.path.join(self.root, self.name))
+        G._fsync_path(self.root)
+        return {"name": self.name, "rows": self.count, "deleted": 0}
+
+    def _faiss_files(self, template: Any) -> list[str]:
+        import faiss
+
+        from bgekit.index.dense import DenseIndex
+
+        vectors = np.load(os.path.join(self.tmp, "dense.npy"), mmap_mode="r")
+        settings = self.dense_settings
+        index = DenseIndex(self.dim, factory=settings["factory"], metric=settings["metric"])
+        needs_training = not index.index.is_trained
+        if template is not None and template.is_trained:
+            index.index = faiss.clone_index(template)
+        for a in range(0, len(vectors), COPY_ROWS * 16):  # approximate indexes train on their first (large) add
+            index.add(np.asarray(vectors[a:a + COPY_ROWS * 16]))
+        faiss.write_index(index.index, os.path.join(self.tmp, "dense.faiss"))
+        if not (needs_training and index.index.is_trained):
+            return ["dense.faiss"]
+        empty = faiss.clone_index(index.index)
+        empty.reset()
+        faiss.write_index(empty, os.path.join(self.tmp, "dense.empty.faiss"))
+        return ["dense.faiss", "dense.empty.faiss"]
+
+
+class Segment:
+    """An open segment: memory-mapped dense (and ColBERT) vectors, the sparse CSR, the FAISS index, the documents.
+
+    Args:
+        folder: the segment folder (or a version 1 generation folder, read as one segment).
+        outputs, dim, colbert_dim, dense_settings: the index's settings.
+        search_params: FAISS search parameters for an approximate index.
+        meta: the checked segment.json (read when not given).
+    """
+
+    def __init__(self, folder: str, outputs: tuple[str, ...], dim: int, colbert_dim: int | None, dense_settings: dict,
+                 search_params: dict | None = None, meta: dict | None = None):
+        meta = I.read_segment(folder) if meta is None else meta
+        self.folder, self.name, self.rows = folder, os.path.basename(folder), int(meta["rows"])
+        self.dense = np.load(os.path.join(folder, "dense.npy"), mmap_mode="r")
+        if self.dense.shape != (self.rows, dim):
+            raise I.InputError(f"{os.path.join(folder, 'dense.npy')}: shape {self.dense.shape} where {(self.rows, dim)} "
+                               "is recorded; the index is damaged")
+        self.metric, self.index, self.template = dense_settings["metric"], None, None
+        if dense_settings["factory"].strip().lower() != "flat":
+            self._load_faiss(folder, dense_settings, search_params)
+        self.sparse = self.colbert = self.colbert_offsets = None
+        if "sparse" in outputs:
+            import scipy.sparse as sp
+
+            from bgekit.index.sparse import SparseIndex
+
+            arrays = [np.load(os.path.join(folder, f"sparse_{k}.npy")) for k in ("values", "indices", "indptr")]
+            self.sparse = SparseIndex(sp.csr_matrix(tuple(arrays), shape=(self.rows, int(meta.get("sparse_vocab") or 1))))
+        if "colbert" in outputs:
+            self.colbert_offsets = np.load(os.path.join(folder, "colbert_offsets.npy"))
+            total = int(self.colbert_offsets[-1])
+            self.colbert = (np.memmap(os.path.join(folder, "colbert.f16"), dtype=np.float16, mode="r",
+                                      shape=(total, colbert_dim)) if total else np.zeros((0, colbert_dim), np.float16))
+        self.docs_path = os.path.join(folder, "docs.sqlite")
+        self.db = D.open_readonly(self.docs_path, count=self.rows)
+
+    def _load_faiss(self, folder: str, settings: dict, search_params: dict | None) -> None:
+        import faiss
+
+        from bgekit.index.dense import DenseIndex
+
+        index = DenseIndex(self.dense.shape[1], factory=settings["factory"], metric=settings["metric"])
+        index.index = faiss.read_index(os.path.join(folder, "dense.faiss"))
+        for name, value in (search_params or {}).items():
+            index._set_param(name, value)
+        self.index = index.index
+        empty = os.path.join(folder, "dense.empty.faiss")
+        self.template = faiss.read_index(empty) if os.path.isfile(empty) else None
+
+    def search_dense(self, queries: np.ndarray, k: int, deleted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k live rows per query: (scores, local rows), each (Q, k), best first, -inf / -1 padded."""
+        import faiss
+
+        metric = faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
+        if self.index is not None:
+            params = _excluding(self.index, deleted)
+            dist, ids = self.index.search(queries, k, params=params) if params is not None else self.index.search(queries, k)
+        elif len(deleted) <= OVERFETCH:
+            dist, ids = faiss.knn(queries, np.asarray(self.dense), min(self.rows, k + len(deleted)), metric=metric)
+        else:
+            return self._exact_masked(queries, k, deleted)
+        scores = (-dist if self.metric == "l2" else dist).astype(np.float32)
+        dead = (ids < 0) | (np.isin(ids, deleted) if len(deleted) else False)
+        scores[dead], ids[dead] = -np.inf, -1
+        order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), -scores), axis=-1)[:, :k]
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(ids.astype(np.int64), order, 1)
+
+    def _exact_masked(self, queries: np.ndarray, k: int, deleted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        vectors = np.asarray(self.dense)
+        scores = queries @ vectors.T if self.metric == "ip" else -(
+            (queries ** 2).sum(1)[:, None] - 2 * queries @ vectors.T + (vectors ** 2).sum(1)[None, :])  # (Q, N)
+        scores[:, deleted] = -np.inf
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        found = np.take_along_axis(scores, top, 1).astype(np.float32)
+        return found, np.where(np.isfinite(found), top, -1)
+
+
+def _excluding(index: Any, deleted: np.ndarray) -> Any:
+    """FAISS search parameters that skip the deleted ids while keeping the index's own efSearch / nprobe."""
+    import faiss
+
+    if not len(deleted):
+        return None
+    selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.asarray(deleted, dtype=np.int64)))
+    if hasattr(index, "hnsw"):
+        params = faiss.SearchParametersHNSW(sel=selector, efSearch=index.hnsw.efSearch)
+    else:
+        try:
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=faiss.extract_index_ivf(index).nprobe)
+        except (RuntimeError, TypeError):
+            params = faiss.SearchParameters(sel=selector)
+    params._keep = selector  # the selector must outlive the parameters
+    return params
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) runs of True in a boolean mask."""
+    padded = np.r_[False, mask, False].astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
