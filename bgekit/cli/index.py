@@ -1,4 +1,4 @@
-"""`bgekit index build|add|delete|info|export-qdrant|export-milvus` and `bgekit search --index-dir`."""
+"""`bgekit index build|add|delete|info|compact|export-qdrant|export-milvus` and `bgekit search --index-dir`."""
 from __future__ import annotations
 
 import argparse
@@ -59,7 +59,7 @@ def _search_params(args: argparse.Namespace) -> dict | None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from bgekit.distributed import cli as ray_cli
-    from bgekit.index.documents import read_corpus
+    from bgekit.index.documents import read_corpus, stream_corpus
     from bgekit.index.generation import read_pointer
     from bgekit.index.store import build_index
 
@@ -74,7 +74,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if os.path.isdir(args.index_dir) and read_pointer(args.index_dir) is not None and not args.overwrite:
         raise UsageError(f"an index already exists in {args.index_dir!r}; add to it (bgekit index add), "
                          "or rebuild it with --overwrite")
-    docs = read_corpus(args.corpus)
+    docs = read_corpus(args.corpus) if use_ray else stream_corpus(args.corpus)  # checked in full, then streamed
     model = _load_model(args.model or DEFAULT_MODEL, args)
     if not hasattr(model, "encode_multi"):
         from bgekit.errors import ModelMismatch
@@ -139,9 +139,22 @@ def cmd_info(args: argparse.Namespace) -> int:
     rows = [("path", store.path), ("generation", store.generation), ("documents", store.count),
             ("outputs", ", ".join(store.outputs)), ("model", store.model_info.name), ("kind", store.model_info.kind),
             ("dim", store.model_info.dim), ("dense index", f"{m['dense']['factory']} ({m['dense']['metric']})"),
-            ("created", m["created"]), ("size", f"{sum(m['files'].values()) / 1e6:.1f} MB")]
+            ("created", m["created"]), ("segments", f"{len(store.segments)} ({store.deleted} deleted rows)"),
+            ("size", f"{store.disk_bytes() / 1e6:.1f} MB")]
     for k, v in rows:
         print(f"{k:>12}  {v}")
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from bgekit.index.store import open_index
+
+    check_extras("faiss", "scipy")
+    store = open_index(args.index_dir)
+    segments, deleted = len(store.segments), store.deleted
+    store.compact()
+    print(f"compacted {store.path}: {segments} segment(s) with {deleted} deleted rows -> 1 segment of {store.count} "
+          f"documents ({store.generation})", file=sys.stderr)
     return 0
 
 
@@ -274,6 +287,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index-dir", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
+    p = isub.add_parser("compact", help="merge the index's segments into one, dropping deleted rows")
+    p.add_argument("--index-dir", required=True)
+    p.set_defaults(func=cmd_compact)
     p = isub.add_parser("export-qdrant", help="copy an index into a Qdrant collection (named vectors)")
     p.add_argument("--index-dir", required=True)
     p.add_argument("--collection", required=True)

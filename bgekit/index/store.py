@@ -161,6 +161,7 @@ class IndexStore:
         self.segments = [seg for seg, _ in parts]
         self.layout = Layout(parts, self.model_info.dim)
         self.count = self.layout.count
+        self.deleted = sum(len(d) for _, d in parts)
         one = len(parts) == 1 and not len(parts[0][1])
         self.dense_vectors = parts[0][0].dense if one else RowView(self.layout)
         self.dense = DenseView(self.layout, self.dense_vectors, manifest["dense"]["factory"], manifest["dense"]["metric"])
@@ -193,6 +194,12 @@ class IndexStore:
             if not getattr(seg, "legacy", False):
                 I.read_segment(seg.folder)
             D.open_readonly(seg.docs_path, count=seg.rows, full_check=True).close()
+
+    def disk_bytes(self) -> int:
+        """Bytes of the live generation's files and of every segment it names."""
+        sizes = [sum(self.manifest["files"].values())] + [sum(I.read_segment(seg.folder)["files"].values())
+                                                          for seg in self.segments if not getattr(seg, "legacy", False)]
+        return int(sum(sizes))
 
     def documents(self, rows: Sequence[int]) -> dict[int, tuple[str, str, str | None, dict]]:
         """row -> (id, text, title, metadata)."""
