@@ -18,7 +18,9 @@ def _client(uri: str):
     from bgekit.index.milvus import milvus_client
 
     check_extras("pymilvus")
-    # pymilvus logs every failed call at ERROR before raising it; the CLI reports the error itself, once
+    import pymilvus  # noqa: F401 - configures its loggers on import; quiet them after
+
+    # pymilvus logs every failed call at ERROR, with a traceback, before raising it; the CLI reports it once
     logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
     return milvus_client(uri, token=os.environ.get(TOKEN_ENV))
 

@@ -220,8 +220,9 @@ def export_to_milvus(store: Any, client: Any, collection: str, *, overwrite: boo
         properties = {PROP_MODEL: json.dumps(store.model_info.to_json()), PROP_OUTPUTS: ",".join(outputs),
                       PROP_METRIC: store.manifest["dense"]["metric"],
                       PROP_EXPORT: f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}/{uuid.uuid4().hex[:8]}"}
-        client.create_collection(staging, schema=_schema(client, store, outputs),
-                                 index_params=_index_params(client, metric, dense_index, outputs), properties=properties)
+        client.create_collection(staging, schema=_schema(client, store, outputs), properties=properties)
+        # sync=False: the collection is empty, so there is nothing to wait for (and Milvus Lite cannot wait)
+        client.create_index(staging, _index_params(client, metric, dense_index, outputs), sync=False)
         try:
             with tqdm(total=store.count, desc="Exporting", unit="doc", disable=not show_progress) as bar:
                 for start in range(0, store.count, BATCH):

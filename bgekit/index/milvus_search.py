@@ -52,6 +52,8 @@ class MilvusCollection:
                                  "(it records no bgekit model)")
             if props[PROP_EXPORT] == self.generation:
                 return False
+            if "Loaded" not in str(self.client.get_load_state(self.name).get("state")):
+                self.client.load_collection(self.name)  # Milvus searches loaded collections only
             self.count = int(self.client.get_collection_stats(self.name)["row_count"])
         self.model_info = ModelInfo.from_json(json.loads(props[PROP_MODEL]), where=f"Milvus collection {self.name!r}")
         self.outputs = tuple(props[PROP_OUTPUTS].split(","))
