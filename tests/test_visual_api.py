@@ -215,3 +215,37 @@ def test_eval_forward_scores_like_the_reference_methods(ref):
     assert out["scores"].shape == (1, 2) and torch.allclose(out["q_reps"], q)
     with pytest.raises(UsageError, match="valid: edit_image, t2it"):
         ref(task_type="nope")
+
+
+def _generated_images(folder, n: int = 12) -> tuple[list[str], list[str]]:
+    """``n`` distinct pictures (sinusoid patterns over a colour) and, for each, a query made from it:
+    upscaled 1.3x with another filter and saved as JPEG (other pixels, same picture)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    docs, queries = [], []
+    for i in range(n):
+        w, h = (int(v) for v in rng.integers(60, 140, 2))
+        yy, xx = np.mgrid[0:h, 0:w]
+        f, colour = rng.uniform(0.02, 0.3, 2), rng.uniform(0, 255, 3)
+        pattern = np.stack([127 + 127 * np.sin(xx * f[0] + k) * np.cos(yy * f[1] + 2 * k) for k in range(3)], -1)
+        image = Image.fromarray(np.clip(pattern * 0.5 + colour * 0.5, 0, 255).astype(np.uint8))
+        docs.append(str(folder / f"doc{i}.png"))
+        image.save(docs[-1])
+        queries.append(str(folder / f"query{i}.jpg"))
+        image.resize((int(w * 1.3), int(h * 1.3)), Image.BILINEAR).save(queries[-1], quality=85)
+    return docs, queries
+
+
+def test_image_retrieval_end_to_end_on_generated_pictures(emb, tmp_path):
+    """Real pixels through the whole path: a re-scaled JPEG of a picture, alone or with a caption, finds that
+    picture first among 12; a text query ranks the same documents (shared space)."""
+    docs, queries = _generated_images(tmp_path)
+    doc_vecs = emb.encode(images=docs)  # (12, 32)
+    by_image = emb.encode(images=queries)
+    composed = emb.encode(images=queries, texts=["the same picture, brighter"] * len(queries))
+    expected = np.arange(len(docs))
+    assert np.array_equal(np.argmax(by_image @ doc_vecs.T, axis=1), expected)
+    assert np.array_equal(np.argmax(composed @ doc_vecs.T, axis=1), expected)
+    by_text = emb.encode(texts=["a striped picture"]) @ doc_vecs.T
+    assert by_text.shape == (1, 12) and np.all(np.abs(by_text) <= 1 + 1e-5)

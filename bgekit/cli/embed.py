@@ -72,7 +72,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from bgekit.distributed import cli as ray_cli
     from bgekit.loading import load_embedder
     from bgekit.io import atomic_open, atomic_save_npy
+    from bgekit.visual import cli as visual_cli
 
+    if visual_cli.wanted(args):  # --visual-weights: images and image + text with Visualized-BGE (bgekit.visual.cli)
+        return visual_cli.encode(args)
     if ray_cli.check(args):  # --ray: a pool of Ray actors writes a shard folder (bgekit.distributed)
         return ray_cli.encode(args, _model_kwargs(args))
     check_input(args.input, "input")
@@ -140,6 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sparse", action="store_true", help="BGE-M3: write lexical weights as jsonl (--ray: dense + sparse shards)")
     _add_model_args(p)
     importlib.import_module("bgekit.distributed.cli").add_args(p)  # --ray and its options
+    importlib.import_module("bgekit.visual.cli").add_args(p)  # --visual-weights: images (Visualized-BGE)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("search", help="rank the texts of a small corpus for one or more queries")
