@@ -2,7 +2,7 @@
 every test query, and the evaluation scores (nDCG, recall) are the same.
 
 Default run: all-MiniLM-L6-v2 on a SciFact subset (20 test queries, their judged documents, and the first corpus
-documents up to 150 in all; passages cut to 128 tokens), which takes seconds. ``-m slow``: the whole corpus
+documents up to 100 in all; passages cut to 128 tokens), which takes seconds. ``-m slow``: the whole corpus
 (5,183 documents) and all 300 test queries at the model's own settings (minutes on a CPU).
 
 The tiny golden embedder is not used here: its random weights put many documents within 1e-7 of each other, and
@@ -65,7 +65,7 @@ def check_identical(qids, ours, theirs, local, milvus):
 
 
 def test_milvus_flat_equals_the_local_index_on_a_scifact_subset(tmp_path):
-    qids, ours, theirs, local, milvus = compare(tmp_path, 20, 150, passage_max_length=128)
+    qids, ours, theirs, local, milvus = compare(tmp_path, 20, 100, passage_max_length=128)
     assert len(qids) == 20 and all(len(r.hits) == 100 for r in theirs)
     check_identical(qids, ours, theirs, local, milvus)
     assert local["recall@100"] > 0.9  # the judged documents are in the subset: a real retrieval, not noise
