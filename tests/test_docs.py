@@ -50,7 +50,7 @@ from golden import GOLDEN
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = GOLDEN.parent
 MODELS = GOLDEN / "models"
-DOCS = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
+DOCS = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))  # not docs/tutorials/: notebooks, tests/test_tutorials.py
 
 # The one table of stand-ins: hub name -> local model of the same kind (longest names are replaced first).
 HUB = {

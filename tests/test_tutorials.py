@@ -4,7 +4,7 @@ Each tutorial is a jupytext Markdown notebook (``python`` fences are code cells)
 jupytext, executes it with nbclient in a fresh kernel and a fresh working folder, and fails on the first cell
 that raises: the tutorials' ``assert`` cells check the numbers their prose claims. The kernel sees
 ``BGEKIT_SHARED`` (the folder holding ``data/`` and ``golden/``, beside this checkout as for every test),
-``HF_HUB_OFFLINE=1`` and one torch thread, as tests/test_docs.py gives the docs.
+``HF_HUB_OFFLINE=1`` and, for the fast ones, one torch thread, as tests/test_docs.py gives the docs.
 
 Fast tutorials run by default; the long ones (the full SciFact evaluation, fine-tuning, merging a real
 fine-tune) carry the ``slow`` marker: ``python -m pytest tests/test_tutorials.py -m slow``.
@@ -43,10 +43,12 @@ TUTORIALS = {
 CELL_TIMEOUT = 900  # seconds for one cell (a slow tutorial's training cell)
 
 
-def _env() -> dict[str, str]:
-    return {"BGEKIT_SHARED": str(SHARED), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+def _env(slow: bool) -> dict[str, str]:
+    env = {"BGEKIT_SHARED": str(SHARED), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    if not slow:  # the default run shares CI's 2 cores; the slow tutorials (run by hand) use the whole machine
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return env
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if slow else [], id=n.removesuffix(".md"))
@@ -54,7 +56,7 @@ def _env() -> dict[str, str]:
 def test_tutorial_runs(name, tmp_path, monkeypatch):
     if not (SHARED / "data").is_dir():
         pytest.skip(f"{SHARED / 'data'} not found (../shared beside this checkout)")
-    for key, value in _env().items():
+    for key, value in _env(TUTORIALS[name]).items():
         monkeypatch.setenv(key, value)  # the kernel inherits this process's environment
     nb = jupytext.read(FOLDER / name)
     client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT, allow_errors=False,
