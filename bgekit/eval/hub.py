@@ -285,6 +285,9 @@ def _load_saved(folder: str, split: str, name: str) -> RetrievalData:
     from bgekit.io import iter_jsonl
 
     answers_path = os.path.join(folder, f"{split}_answers.jsonl")
+    qrels_path = os.path.join(folder, f"{split}_qrels.jsonl")
+    if not os.path.isfile(answers_path) and _holds_answers(qrels_path):
+        answers_path = qrels_path  # FlagEmbedding's MKQA loader saves {"qid", "answers"} rows as SPLIT_qrels.jsonl
     if os.path.isfile(answers_path):
         ids, titles, texts = read_corpus(os.path.join(folder, "corpus.jsonl"), "id")
         all_queries = read_queries(os.path.join(folder, f"{split}_queries.jsonl"), "id")
@@ -296,3 +299,13 @@ def _load_saved(folder: str, split: str, name: str) -> RetrievalData:
     if os.path.isfile(excluded_path):
         data.excluded = {str(o["qid"]): set(o["docids"]) for _, o in iter_jsonl(excluded_path)}
     return data
+
+
+def _holds_answers(path: str) -> bool:
+    """True for a qrels file whose first row is ``{"qid", "answers"}`` (MKQA as FlagEmbedding saves it)."""
+    from bgekit.io import iter_jsonl
+
+    if not os.path.isfile(path):
+        return False
+    first = next((obj for _, obj in iter_jsonl(path)), {})
+    return isinstance(first, dict) and "answers" in first and "docid" not in first
