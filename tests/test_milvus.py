@@ -146,3 +146,19 @@ def test_a_failed_export_leaves_no_collection_and_keeps_the_old_one(setup, monke
     monkeypatch.setattr(type(store), "documents", real)
     old = MilvusSearcher(client, "docs", m3)  # the old collection still serves, whole
     assert old.store.count == 12 and ids(old.search("giant panda", top_k=3)) == ids(setup[4].search("giant panda", top_k=3))
+
+
+def test_an_index_grown_by_adds_and_deletes_exports_its_live_documents(setup, tmp_path):
+    m3, _, client, _, _ = setup
+    docs = read_corpus(DEFAULT_SAMPLE)
+    store = build_index(str(tmp_path / "grown"), m3, [{"id": i, "text": t} for i, t in zip(docs.ids[:6], docs.texts[:6])],
+                        show_progress=False)
+    store.add([{"id": i, "text": t} for i, t in zip(docs.ids[6:], docs.texts[6:])], m3, show_progress=False)
+    store.delete(["d2", "d9"])
+    assert export_to_milvus(store, client, "grown", show_progress=False) == 10
+    milvus, local = MilvusSearcher(client, "grown", m3), Searcher(store, m3)
+    assert milvus.store.count == 10
+    for mode in ("dense", "sparse"):
+        theirs, ours = milvus.search("capital city", top_k=10, mode=mode), local.search("capital city", top_k=10, mode=mode)
+        assert ids(theirs) == ids(ours) and not {"d2", "d9"} & set(ids(theirs))
+        np.testing.assert_allclose([h.score for h in theirs.hits], [h.score for h in ours.hits], atol=1e-5)
