@@ -238,14 +238,13 @@ def _generated_images(folder, n: int = 12) -> tuple[list[str], list[str]]:
 
 
 def test_image_retrieval_end_to_end_on_generated_pictures(emb, tmp_path):
-    """Real pixels through the whole path: a re-scaled JPEG of a picture, alone or with a caption, finds that
-    picture first among 12; a text query ranks the same documents (shared space)."""
+    """Real pixels through the whole path: a re-scaled JPEG of a picture finds that picture first among 12.
+    (Text and composed queries run through the same space; with random weights their ranking means nothing,
+    so only their shape and norm are checked here.)"""
     docs, queries = _generated_images(tmp_path)
     doc_vecs = emb.encode(images=docs)  # (12, 32)
     by_image = emb.encode(images=queries)
-    composed = emb.encode(images=queries, texts=["the same picture, brighter"] * len(queries))
-    expected = np.arange(len(docs))
-    assert np.array_equal(np.argmax(by_image @ doc_vecs.T, axis=1), expected)
-    assert np.array_equal(np.argmax(composed @ doc_vecs.T, axis=1), expected)
-    by_text = emb.encode(texts=["a striped picture"]) @ doc_vecs.T
-    assert by_text.shape == (1, 12) and np.all(np.abs(by_text) <= 1 + 1e-5)
+    assert np.array_equal(np.argmax(by_image @ doc_vecs.T, axis=1), np.arange(len(docs)))
+    others = emb.encode(texts=["a striped picture", "the same picture, brighter"], images=[None, queries[0]])
+    scores = others @ doc_vecs.T
+    assert scores.shape == (2, 12) and np.all(np.abs(scores) <= 1 + 1e-5)
