@@ -290,8 +290,24 @@ def test_approximate_segments_skip_deleted_rows(tmp_path, m3, segmented):
         assert all("v5" not in row and "v230" not in row for row in ids)
         assert ids[2][0] == "v7" and ids[3][0] == "v231"
         with pytest.raises(AttributeError, match="compact"):
-            store.dense.index
+            _ = store.dense.index
         assert store.compact().dense.index.ntotal == 258
+
+
+def test_exact_search_widens_past_many_tombstones(tmp_path, m3, segmented):
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((120, m3.dim)).astype(np.float32)
+    docs = [{"id": f"v{i}", "text": "x"} for i in range(120)]
+    store = build_index(str(tmp_path / "ix"), m3, docs, vectors=Vectors(vectors), outputs=("dense",), show_progress=False)
+    query = vectors[:2] + 0.1
+    best = np.argsort(-(query @ vectors.T), axis=1, kind="stable")
+    gone = sorted(set(best[0, :70].tolist()) | set(best[1, :40].tolist()))  # more than 2k + 8 of the best rows
+    store.delete([f"v{i}" for i in gone])
+    live = [i for i in range(120) if i not in gone]
+    scores, rows = store.dense.search(query, 25)
+    expected = [[f"v{i}" for i in order if i not in gone][:25] for order in best]
+    assert [[store.documents([r])[r][0] for r in row] for row in rows] == expected
+    np.testing.assert_allclose(scores, np.sort(query @ vectors[live].T, axis=1)[:, ::-1][:, :25], rtol=1e-5)
 
 
 def test_streamed_build_equals_in_memory_and_checks_the_file_first(tmp_path, m3, data, monkeypatch):

@@ -29,7 +29,6 @@ from bgekit.index import generation as G
 from bgekit.index import integrity as I
 
 COPY_ROWS = 1 << 16         # rows (and ColBERT token rows x 16) copied per step
-OVERFETCH = 1024            # exact search over-fetches k + deleted rows up to this many deleted rows
 _HEADER = 128               # bytes of every .npy header this module writes (room for any shape it writes)
 
 
@@ -261,31 +260,34 @@ class Segment:
         self.template = faiss.read_index(empty) if os.path.isfile(empty) else None
 
     def search_dense(self, queries: np.ndarray, k: int, deleted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k live rows per query: (scores, local rows), each (Q, k), best first, -inf / -1 padded."""
+        """Top-k live rows per query: (scores, local rows), each (Q, k), best first, -inf / -1 padded.
+
+        An approximate index skips deleted rows through a FAISS ID selector; exact search (``faiss.knn`` over
+        the memory map) over-fetches and widens until every query has k live rows (or all rows are read).
+        """
         import faiss
 
-        metric = faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
         if self.index is not None:
             params = _excluding(self.index, deleted)
             dist, ids = self.index.search(queries, k, params=params) if params is not None else self.index.search(queries, k)
-        elif len(deleted) <= OVERFETCH:
-            dist, ids = faiss.knn(queries, np.asarray(self.dense), min(self.rows, k + len(deleted)), metric=metric)
-        else:
-            return self._exact_masked(queries, k, deleted)
-        scores = (-dist if self.metric == "l2" else dist).astype(np.float32)
-        dead = (ids < 0) | (np.isin(ids, deleted) if len(deleted) else False)
-        scores[dead], ids[dead] = -np.inf, -1
-        order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), -scores), axis=-1)[:, :k]
-        return np.take_along_axis(scores, order, 1), np.take_along_axis(ids.astype(np.int64), order, 1)
+            return _drop(dist, ids, deleted, k, self.metric)
+        metric = faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
+        fetch = min(self.rows, 2 * k + 8 if len(deleted) else k)
+        while True:
+            dist, ids = faiss.knn(queries, np.asarray(self.dense), fetch, metric=metric)
+            scores, rows = _drop(dist, ids, deleted, k, self.metric)
+            if fetch >= self.rows or (rows >= 0).sum(1).min() >= k:
+                return scores, rows
+            fetch = min(self.rows, fetch * 4)
 
-    def _exact_masked(self, queries: np.ndarray, k: int, deleted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        vectors = np.asarray(self.dense)
-        scores = queries @ vectors.T if self.metric == "ip" else -(
-            (queries ** 2).sum(1)[:, None] - 2 * queries @ vectors.T + (vectors ** 2).sum(1)[None, :])  # (Q, N)
-        scores[:, deleted] = -np.inf
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        found = np.take_along_axis(scores, top, 1).astype(np.float32)
-        return found, np.where(np.isfinite(found), top, -1)
+
+def _drop(dist: np.ndarray, ids: np.ndarray, deleted: np.ndarray, k: int, metric: str):
+    """FAISS results -> scores (higher is better) without deleted rows, the best k, ties to the lower row."""
+    scores = (-dist if metric == "l2" else dist).astype(np.float32)
+    dead = (ids < 0) | (np.isin(ids, deleted) if len(deleted) else False)
+    scores[dead], ids[dead] = -np.inf, -1
+    order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), -scores), axis=-1)[:, :k]
+    return np.take_along_axis(scores, order, 1), np.take_along_axis(ids.astype(np.int64), order, 1)
 
 
 def _excluding(index: Any, deleted: np.ndarray) -> Any:
