@@ -6,9 +6,16 @@ import logging
 
 import numpy as np
 import pytest
-
-from bgekit.errors import InputError, InputFileError, ModelError, ModelFileError, ModelMismatch, UsageError
 from golden import GOLDEN, assert_close, case_by_id, load_output
+
+from bgekit.errors import (
+    InputError,
+    InputFileError,
+    ModelError,
+    ModelFileError,
+    ModelMismatch,
+    UsageError,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -68,7 +75,7 @@ def test_bad_input(call, error, fragment, emb, ref):
     namespace = {"emb": emb, "ref": ref, "np": np, "IMG": IMG, "TEXT": TEXT, "WEIGHTS": WEIGHTS, "ROOT": ROOT,
                  "GOLDEN": GOLDEN, "VisualEmbedder": VisualEmbedder, "Visualized_BGE": Visualized_BGE}
     with pytest.raises(error) as info:
-        eval(call, namespace)  # noqa: S307 - the table's own expressions
+        eval(call, namespace)
     assert fragment in str(info.value)
 
 

@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
+from golden import GOLDEN
 
 from bgekit.cli import main
-from golden import GOLDEN
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

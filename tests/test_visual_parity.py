@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pytest
-
 from golden import GOLDEN, assert_close, case_by_id, cases, load_output
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -26,7 +25,7 @@ def test_every_visual_case_is_found():
     assert case_by_id(TOKENIZE_CASE)["model"] == "models/visual-bge/bge-tiny"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(kwargs_json: str):
     from bgekit.visual_bge.modeling import Visualized_BGE
 

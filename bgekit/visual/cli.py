@@ -71,10 +71,9 @@ def read_rows(path: str, text_field: str | None, image_field: str) -> tuple[list
 def encode(args: argparse.Namespace) -> int:
     """``bgekit encode INPUT -o OUT.npy --visual-weights PTH --model TEXT_MODEL``."""
     from bgekit.cli.checks import check_devices, check_output, refuse
+    from bgekit.distributed import cli as ray_cli
     from bgekit.io import atomic_save_npy
     from bgekit.visual.embedder import VisualEmbedder
-
-    from bgekit.distributed import cli as ray_cli
 
     refuse(args, TEXT_ONLY, "with --visual-weights (Visualized-BGE applies no instructions and has no sparse head)")
     if ray_cli.check(args):  # also refuses --ray-* options without --ray

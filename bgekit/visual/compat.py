@@ -21,12 +21,17 @@ import torch
 from bgekit.errors import InputError, UsageError
 from bgekit.visual import config as _config
 from bgekit.visual import images as _images
-from bgekit.visual.model import VisualBGEModel, check_weights_file, load_weights, read_state_dict
+from bgekit.visual.model import (
+    VisualBGEModel,
+    check_weights_file,
+    load_weights,
+    read_state_dict,
+)
 
 logger = logging.getLogger(__name__)
 
 
-class Visualized_BGE(VisualBGEModel):  # noqa: N801 - the reference's name
+class Visualized_BGE(VisualBGEModel):  # the reference's class name, underscore included
     """Visualized-BGE with the reference's signature.
 
     Args:
@@ -45,7 +50,7 @@ class Visualized_BGE(VisualBGEModel):  # noqa: N801 - the reference's name
         torch.Size([1, 32])
     """
 
-    def __init__(self, model_name_bge: str = None, model_weight=None, normlized: bool = True,
+    def __init__(self, model_name_bge: str | None = None, model_weight=None, normlized: bool = True,
                  sentence_pooling_method: str = "cls", negatives_cross_device: bool = False,
                  temperature: float = 0.02, from_pretrained=None):
         from transformers import AutoConfig

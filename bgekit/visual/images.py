@@ -30,7 +30,7 @@ def pil():
 
 def is_image(value: Any) -> bool:
     """True for one image: a path (str or PathLike), a PIL image or a numpy array."""
-    return isinstance(value, (str, os.PathLike, np.ndarray)) or isinstance(value, pil().Image)
+    return isinstance(value, (str, os.PathLike, np.ndarray, pil().Image))
 
 
 def check_image(value: Any, where: str) -> None:
@@ -104,7 +104,7 @@ def preprocess(image, size: int) -> np.ndarray:
     if new_size != (w, h):  # torchvision returns the image untouched when it already has the size
         image = image.resize(new_size, Image.BICUBIC)
     w, h = image.size
-    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))  # round half to even, as torchvision
+    top, left = round((h - size) / 2.0), round((w - size) / 2.0)  # Python round: half to even, as torchvision
     image = image.crop((left, top, left + size, top + size)).convert("RGB")
     x = np.asarray(image).astype(np.float32).transpose(2, 0, 1) / np.float32(255)  # (3, S, S) in [0, 1]
     return (x - CLIP_MEAN[:, None, None]) / CLIP_STD[:, None, None]
