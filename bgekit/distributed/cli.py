@@ -13,11 +13,12 @@ import sys
 import tempfile
 from typing import Any
 
-from bgekit.cli.checks import positive_int, refuse
+from bgekit.cli.checks import positive_float, positive_int, refuse
 from bgekit.errors import BgekitError, UsageError
 
 # the Ray options -> their defaults; given without --ray they are an error
-RAY_OPTIONS = {"--ray-address": None, "--ray-concurrency": None, "--ray-batch-size": 256, "--ray-shard-rows": 32768}
+RAY_OPTIONS = {"--ray-address": None, "--ray-concurrency": None, "--ray-cpus-per-actor": None, "--ray-batch-size": 256,
+               "--ray-shard-rows": 32768}
 
 
 class MissingRay(BgekitError):
@@ -34,7 +35,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ray-address", default=None, metavar="ADDRESS",
                    help="join a running Ray cluster: auto, HOST:6379 or ray://HOST:10001 (see `ray start --head`)")
     g.add_argument("--ray-concurrency", type=positive_int, default=None, metavar="N",
-                   help="actors (default: one per GPU of the cluster, else its CPUs less one)")
+                   help="actors (default: one per GPU of the cluster, else as many as its CPUs less one hold)")
+    g.add_argument("--ray-cpus-per-actor", type=positive_float, default=None, metavar="N",
+                   help="CPU actors (no GPU in the cluster): CPUs, so torch threads, per actor (default: 1)")
     g.add_argument("--ray-batch-size", type=positive_int, default=256, metavar="N",
                    help="rows per actor call (default: 256); --batch-size is the model's forward batch")
     g.add_argument("--ray-shard-rows", type=positive_int, default=32768, metavar="N",
@@ -70,7 +73,8 @@ def _run(args: argparse.Namespace, source: str, output: str, model: str, model_k
 
     kwargs = {k: v for k, v in model_kwargs.items() if k != "devices"}
     return encode_to_shards(source, output, model, model_kwargs=kwargs, concurrency=args.ray_concurrency,
-                            batch_size=args.ray_batch_size, shard_rows=args.ray_shard_rows,
+                            cpus_per_actor=args.ray_cpus_per_actor, batch_size=args.ray_batch_size,
+                            shard_rows=args.ray_shard_rows,
                             address=args.ray_address, **options)
 
 

@@ -64,8 +64,8 @@ def source_format(source: str) -> str:
 def encode_to_shards(source: str, output: str, model: str | Callable[[str], Any], *, kind: str = "passage",
                      sparse: bool = False, field: str = "text", corpus: bool = False, model_kwargs: dict | None = None,
                      concurrency: int | None = None, batch_size: int = 256, shard_rows: int = 32768,
-                     use_gpu: bool | None = None, address: str | None = None, retries: int = 2,
-                     show_progress: bool = True) -> ShardSet:
+                     use_gpu: bool | None = None, cpus_per_actor: float | None = None, address: str | None = None,
+                     retries: int = 2, show_progress: bool = True) -> ShardSet:
     """Encode a corpus on Ray into a shard folder; its rows equal a single-process encode, in the same order.
 
     Args:
@@ -77,10 +77,12 @@ def encode_to_shards(source: str, output: str, model: str | Callable[[str], Any]
         field: the field holding the text.
         corpus: index corpus rules: an id per row, a ``title`` prepended (as ``bgekit index build``).
         model_kwargs: ``load_embedder`` keyword arguments (batch_size, dtype, passage_max_length ...).
-        concurrency: actors (default: one per GPU, or the cluster's CPUs less one).
+        concurrency: actors (default: one per GPU; on CPUs, as many as fit in the cluster's CPUs less one, which
+            is left for reading the corpus).
         batch_size: rows per actor call.
         shard_rows: rows per shard file.
         use_gpu: one GPU per actor (default: when the cluster has GPUs).
+        cpus_per_actor: CPUs per CPU actor (its torch threads; default 1); a fraction lets actors share one.
         address: a Ray cluster to join ("auto", "HOST:PORT", "ray://HOST:10001"); default: the runtime of this
             process if one is running, else a new local one.
         retries: restarts of a dead actor and retries of its batch.
@@ -105,19 +107,20 @@ def encode_to_shards(source: str, output: str, model: str | Callable[[str], Any]
         _check_m3(model)
     rows = RowFormat(field=field, corpus=corpus, jsonl=fmt == "jsonl")
     with ray_runtime(address) as ray, _data_context(show_progress):
-        use_gpu, concurrency = _resources(ray, use_gpu, concurrency)
+        use_gpu, concurrency, cpus_per_actor = _resources(ray, use_gpu, concurrency, cpus_per_actor)
         ds = _read(ray, source, fmt, field)
-        ds = _map(ray, ds, loader, rows, kind, sparse, use_gpu, concurrency, batch_size, retries)
+        ds = _map(ray, ds, loader, rows, (kind, sparse, use_gpu), concurrency, cpus_per_actor, batch_size, retries)
         info = {"model": model if isinstance(model, str) else repr(model), "kind": kind, "source": source,
                 "field": field, "corpus_rules": corpus}
         return ShardSet(_write(ds, output, sparse, shard_rows, info))
 
 
-def _map(ray: Any, ds: Any, loader: Any, rows: RowFormat, kind: str, sparse: bool, use_gpu: bool, concurrency: int,
-         batch_size: int, retries: int) -> Any:
+def _map(ray: Any, ds: Any, loader: Any, rows: RowFormat, what: tuple[str, bool, bool], concurrency: int,
+         cpus_per_actor: float, batch_size: int, retries: int) -> Any:
     """The encoding stage: ``map_batches`` over a pool of ``concurrency`` actors, restarts bounded by ``retries``."""
     import warnings
 
+    kind, sparse, use_gpu = what
     with warnings.catch_warnings():
         # Ray 2.5x deprecates **ray_remote_args, but max_restarts / max_task_retries have no named parameter yet;
         # without them a batch that kills its actor every time would be retried forever (Ray Data's default).
@@ -125,7 +128,7 @@ def _map(ray: Any, ds: Any, loader: Any, rows: RowFormat, kind: str, sparse: boo
         return ds.map_batches(EncodeActor, batch_size=batch_size, batch_format="pyarrow",
                               fn_constructor_args=(loader, rows, kind, sparse, use_gpu),
                               compute=ray.data.ActorPoolStrategy(size=concurrency),
-                              num_gpus=1 if use_gpu else 0, num_cpus=0 if use_gpu else 1,
+                              num_gpus=1 if use_gpu else 0, num_cpus=0 if use_gpu else cpus_per_actor,
                               max_restarts=retries, max_task_retries=retries)
 
 
@@ -172,21 +175,33 @@ def _data_context(show_progress: bool) -> Iterator[None]:
         ctx.execution_options.preserve_order, ctx.enable_progress_bars = before
 
 
-def _resources(ray: Any, use_gpu: bool | None, concurrency: int | None) -> tuple[bool, int]:
-    """(use_gpu, actors), checked against what the cluster has."""
+def _resources(ray: Any, use_gpu: bool | None, concurrency: int | None,
+               cpus_per_actor: float | None) -> tuple[bool, int, float]:
+    """(use_gpu, actors, CPUs per actor), checked against what the cluster has.
+
+    CPU actors must leave one CPU free: Ray Data's read tasks need one, and a pool holding every CPU waits for
+    rows that are never read.
+    """
     res = ray.cluster_resources()
-    gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 0))
+    gpus, cpus = int(res.get("GPU", 0)), float(res.get("CPU", 0))
     use_gpu = gpus > 0 if use_gpu is None else bool(use_gpu)
     if use_gpu and not gpus:
         raise UsageError("use_gpu=True, but the Ray cluster has no GPUs")
+    if use_gpu and cpus_per_actor is not None:
+        raise UsageError("cpus_per_actor applies to CPU actors; with GPUs each actor takes one GPU")
+    cpus_per_actor = 1.0 if cpus_per_actor is None else cpus_per_actor
+    if isinstance(cpus_per_actor, bool) or not isinstance(cpus_per_actor, (int, float)) or not cpus_per_actor > 0:
+        raise UsageError(f"cpus_per_actor must be a positive number, got {cpus_per_actor!r}")
+    fit = gpus if use_gpu else int((cpus - 1) // cpus_per_actor)
     if concurrency is None:
-        concurrency = gpus if use_gpu else max(1, cpus - 1)
+        concurrency = fit
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise UsageError(f"concurrency must be a positive integer, got {concurrency!r}")
-    have, unit = (gpus, "GPU") if use_gpu else (cpus, "CPU")
-    if concurrency > have:
-        raise UsageError(f"concurrency {concurrency}: each actor takes one {unit} and the Ray cluster has {have}")
-    return use_gpu, concurrency
+    if concurrency > fit:
+        have = (f"{gpus} GPUs (one per actor)" if use_gpu else
+                f"{cpus:g} CPUs: {cpus_per_actor:g} per actor, and one left for reading the corpus")
+        raise UsageError(f"concurrency {concurrency} does not fit: the Ray cluster has {have}, room for {fit} actors")
+    return use_gpu, concurrency, cpus_per_actor
 
 
 def _read(ray: Any, source: str, fmt: str, field: str) -> Any:

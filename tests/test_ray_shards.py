@@ -1,0 +1,105 @@
+"""Embedding shards (bgekit.distributed.shards): the format a Ray encode writes. No Ray needed here."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bgekit.distributed.shards import ShardWriter, read_shards
+from bgekit.errors import InputError, OutputError
+from bgekit.types import SparseVector
+
+
+def _rows(n: int, dim: int = 4):
+    rng = np.random.default_rng(0)
+    dense = rng.standard_normal((n, dim)).astype(np.float32)
+    sparse = [SparseVector(np.array(sorted(rng.choice(50, size=i % 4, replace=False)), np.int64),
+                           rng.random(i % 4).astype(np.float32)) for i in range(n)]
+    return [f"id-{i}" for i in range(n)], dense, sparse
+
+
+def test_round_trip_in_order_across_shards(tmp_path):
+    ids, dense, sparse = _rows(11)
+    out = str(tmp_path / "emb")
+    with ShardWriter(out, ("dense", "sparse"), shard_rows=4) as w:
+        for a, b in ((0, 3), (3, 9), (9, 11)):  # batches that do not line up with the shards
+            w.add(ids[a:b], dense[a:b], sparse[a:b])
+        w.commit({"model": "toy"})
+    shards = read_shards(out)
+    assert [s["count"] for s in shards.manifest["shards"]] == [4, 4, 3]
+    assert [s["first_row"] for s in shards.manifest["shards"]] == [0, 4, 8]
+    assert shards.ids() == ids and shards.manifest["model"] == "toy" and shards.dim == 4
+    assert np.array_equal(shards.dense(), dense)
+    back = shards.sparse()
+    assert all(np.array_equal(a.indices, b.indices) and np.array_equal(a.values, b.values) for a, b in zip(back, sparse))
+    assert sorted(os.listdir(tmp_path)) == ["emb"]
+
+
+def test_an_unfinished_writer_leaves_nothing(tmp_path):
+    ids, dense, _ = _rows(10)
+    out = tmp_path / "emb"
+    with pytest.raises(RuntimeError, match="stopped"):
+        with ShardWriter(str(out), shard_rows=3) as w:
+            w.add(ids, dense)  # three shards are on disk, in the temporary folder
+            raise RuntimeError("stopped before commit")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_new_folder_replaces_an_earlier_one_whole(tmp_path):
+    out = str(tmp_path / "emb")
+    for n in (5, 2):
+        ids, dense, _ = _rows(n)
+        with ShardWriter(out, shard_rows=2) as w:
+            w.add(ids, dense)
+            w.commit()
+    shards = read_shards(out)
+    assert shards.count == 2 and sorted(os.listdir(out)) == ["manifest.json", "shard-00000.dense.npy",
+                                                             "shard-00000.ids.json"]
+    assert sorted(os.listdir(tmp_path)) == ["emb"]
+
+
+def test_targets_that_are_not_shards_are_refused(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("mine")
+    with pytest.raises(OutputError, match="is not empty and holds no shards"):
+        ShardWriter(str(tmp_path / "notes"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="is a file"):
+        ShardWriter(str(tmp_path / "file"))
+    with pytest.raises(ValueError, match="must include 'dense'"):
+        ShardWriter(str(tmp_path / "x"), ("sparse",))
+
+
+def test_wrong_rows_are_refused(tmp_path):
+    with ShardWriter(str(tmp_path / "emb"), ("dense", "sparse")) as w:
+        with pytest.raises(ValueError, match="sparse vectors must be given"):
+            w.add(["a"], np.zeros((1, 3)))
+        with pytest.raises(ValueError, match=r"dense must be \(2, D\)"):
+            w.add(["a", "b"], np.zeros((3, 3)), [SparseVector.from_dict({})] * 2)
+
+
+def test_damage_is_named(tmp_path):
+    ids, dense, _ = _rows(6)
+    out = tmp_path / "emb"
+    with ShardWriter(str(out), shard_rows=3) as w:
+        w.add(ids, dense)
+        w.commit()
+    with open(out / "shard-00001.dense.npy", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(InputError, match=r"shard-00001.dense.npy: \d+ bytes where the manifest records"):
+        read_shards(str(out))
+    os.remove(out / "manifest.json")
+    with pytest.raises(InputError, match="manifest.json is missing"):
+        read_shards(str(out))
+    (out / "manifest.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(InputError, match="not the manifest of bgekit shards"):
+        read_shards(str(out))
+
+
+def test_import_stays_light():
+    code = ("import sys, bgekit, bgekit.distributed, bgekit.distributed.cli, bgekit.cli; bgekit.cli.build_parser(); "
+            "heavy = [m for m in ('ray', 'pyarrow') if m in sys.modules]; print(heavy); assert not heavy")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
