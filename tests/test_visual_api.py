@@ -255,3 +255,17 @@ def test_image_retrieval_end_to_end_on_generated_pictures(emb, tmp_path):
     others = emb.encode(texts=["a striped picture", "the same picture, brighter"], images=[None, queries[0]])
     scores = others @ doc_vecs.T
     assert scores.shape == (2, 12) and np.all(np.abs(scores) <= 1 + 1e-5)
+
+
+def test_from_pretrained_reads_config_and_tokenizer_from_a_local_folder():
+    """The reference's from_pretrained: the text config and tokenizer come from that folder (no hub lookup for
+    model_name_bge, which here names no folder; the tower comes from the JSON beside the weights)."""
+    import torch
+
+    from bgekit import Visualized_BGE
+
+    model = Visualized_BGE(model_name_bge="my-visual-bge", model_weight=WEIGHTS, from_pretrained=TEXT).eval()
+    case = case_by_id("visual-bge/encode-text-single")
+    with torch.no_grad():
+        got = model.encode(text=case["inputs"]["text"])
+    assert_close(got, load_output(case, "embeddings"), case["tolerance"], "from_pretrained")
