@@ -37,6 +37,26 @@ def test_round_trip_in_order_across_shards(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["emb"]
 
 
+def test_a_row_reader_takes_chunks_that_cross_shards_and_checks_ids(tmp_path):
+    from bgekit.distributed.shards import RowReader
+
+    ids, dense, sparse = _rows(10)
+    out = str(tmp_path / "emb")
+    with ShardWriter(out, ("dense", "sparse"), shard_rows=4) as w:
+        w.add(ids, dense, sparse)
+        w.commit()
+    reader = read_shards(out).reader()
+    assert isinstance(reader, RowReader)
+    d, s = reader.take(ids[:3])
+    assert np.array_equal(d, dense[:3]) and [v.indices.tolist() for v in s] == [v.indices.tolist() for v in sparse[:3]]
+    d, s = reader.take(ids[3:9])  # rows 3..8 span all three shards
+    assert np.array_equal(d, dense[3:9]) and len(s) == 6
+    with pytest.raises(InputError, match="row 9: the shards hold id 'id-9' where 'other' was expected"):
+        reader.take(["other"])
+    with pytest.raises(InputError, match="the shards end at row 10; 1 more rows were expected"):
+        read_shards(out).reader().take(ids + ["id-10"])
+
+
 def test_an_unfinished_writer_leaves_nothing(tmp_path):
     ids, dense, _ = _rows(10)
     out = tmp_path / "emb"

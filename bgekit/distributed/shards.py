@@ -226,6 +226,10 @@ class ShardSet:
                 sparse = [SparseVector(indices[a:b], values[a:b]) for a, b in zip(indptr[:-1], indptr[1:])]
             yield ids, self._load(f"{name}.dense.npy"), sparse
 
+    def reader(self) -> "RowReader":
+        """A :class:`RowReader` over the rows, from the first."""
+        return RowReader(self)
+
     def ids(self) -> list[str]:
         """All document ids, in corpus order."""
         out: list[str] = []
@@ -243,6 +247,49 @@ class ShardSet:
         if "sparse" not in self.outputs:
             raise ValueError(f"{self.path!r} holds no sparse vectors (outputs: {list(self.outputs)})")
         return [v for _, _, s in self.iter_shards() for v in s]
+
+
+class RowReader:
+    """The rows of a :class:`ShardSet` in order, taken a chunk at a time (at most one shard file in memory).
+
+    For a consumer that streams its own documents (an index build over a streamed corpus): each
+    :meth:`take` returns the vectors of the next rows and checks that their ids are the ones expected.
+    """
+
+    def __init__(self, shards: ShardSet):
+        self._shards = shards.iter_shards()
+        self._ids: list[str] = []
+        self._dense = np.zeros((0, shards.dim or 0), np.float32)
+        self._sparse: list[SparseVector] | None = [] if "sparse" in shards.outputs else None
+        self.row = 0
+
+    def take(self, ids: Sequence[str]) -> tuple[np.ndarray, list[SparseVector] | None]:
+        """(dense (n, D), sparse vectors or None) of the next ``len(ids)`` rows.
+
+        Raises:
+            InputError: the shards end early, or hold other ids than ``ids`` (the first difference named).
+        """
+        ids = [str(i) for i in ids]
+        while len(self._ids) < len(ids):
+            try:
+                more_ids, dense, sparse = next(self._shards)
+            except StopIteration:
+                raise InputError(f"the shards end at row {self.row + len(self._ids)}; "
+                                 f"{len(ids) - len(self._ids)} more rows were expected") from None
+            self._ids += more_ids
+            self._dense = np.concatenate([self._dense, dense])
+            if self._sparse is not None:
+                self._sparse += sparse
+        n = len(ids)
+        if self._ids[:n] != ids:
+            k = next(k for k in range(n) if self._ids[k] != ids[k])
+            raise InputError(f"row {self.row + k}: the shards hold id {self._ids[k]!r} where {ids[k]!r} was expected")
+        dense, sparse = self._dense[:n], None if self._sparse is None else self._sparse[:n]
+        self._ids, self._dense = self._ids[n:], self._dense[n:]
+        if self._sparse is not None:
+            self._sparse = self._sparse[n:]
+        self.row += n
+        return dense, sparse
 
 
 def read_shards(path: str) -> ShardSet:
