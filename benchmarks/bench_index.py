@@ -292,7 +292,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--parts", default="synthetic,growth,scifact")
     ap.add_argument("--growth-sizes", default="100000,1000000", help="index sizes the growth part adds to")
-    ap.add_argument("--growth-queries", type=int, default=100, help="queries timed before and after compaction")
+    ap.add_argument("--growth-queries", type=int, default=30, help="queries timed before and after compaction")
     ap.add_argument("--ef-search", default="64,256", help="HNSW efSearch values to time")
     ap.add_argument("--json", default=None)
     ap.add_argument("--threads", type=int, default=None,

@@ -156,6 +156,9 @@ class SparseView:
     @property
     def matrix(self):
         """Live rows as one CSR (N, vocab); built (and kept) on first use when there are several segments."""
+        parts = self.layout.parts
+        if len(parts) == 1 and not len(parts[0][1]):
+            return parts[0][0].sparse.matrix
         if self._matrix is None:
             import scipy.sparse as sp
 
