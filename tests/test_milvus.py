@@ -115,7 +115,7 @@ def test_model_check_options_and_errors(setup):
         export_to_milvus(store, client, "docs", show_progress=False)
     with pytest.raises(UsageError, match="Milvus names start with a letter"):
         export_to_milvus(store, client, "my-docs", show_progress=False)
-    with pytest.raises(ValueError, match="unknown dense_index 'FAST'; valid: FLAT, IVF_FLAT, HNSW, AUTOINDEX"):
+    with pytest.raises(ValueError, match="unknown dense_index 'FAST'; valid: FLAT, HNSW, AUTOINDEX"):
         export_to_milvus(store, client, "other", dense_index="FAST", show_progress=False)
     with pytest.raises(UsageError, match="neither a Milvus Lite file"):
         milvus_client("milvus.sqlite")

@@ -37,8 +37,8 @@ NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 NAME_MAX = 255
 STAGING = "__bgekit_staging"
 # dense index type -> its build parameters; FLAT is exact (the same results as bgekit's own Flat index)
-DENSE_INDEXES: dict[str, dict] = {"FLAT": {}, "IVF_FLAT": {"nlist": 1024}, "HNSW": {"M": 16, "efConstruction": 200},
-                                  "AUTOINDEX": {}}
+# (HNSW and AUTOINDEX are approximate: Milvus picks their search settings)
+DENSE_INDEXES: dict[str, dict] = {"FLAT": {}, "HNSW": {"M": 16, "efConstruction": 200}, "AUTOINDEX": {}}
 METRICS = {"ip": "IP", "l2": "L2"}
 EXPORTED = ("dense", "sparse")  # the index outputs a collection can hold
 # Milvus refuses a sparse vector without a non-zero weight; a document without one gets this dimension, which no
