@@ -162,3 +162,16 @@ def test_an_index_grown_by_adds_and_deletes_exports_its_live_documents(setup, tm
         theirs, ours = milvus.search("capital city", top_k=10, mode=mode), local.search("capital city", top_k=10, mode=mode)
         assert ids(theirs) == ids(ours) and not {"d2", "d9"} & set(ids(theirs))
         np.testing.assert_allclose([h.score for h in theirs.hits], [h.score for h in ours.hits], atol=1e-5)
+
+
+def test_l2_collections_report_negative_squared_distances_like_the_local_index(setup, tmp_path):
+    m3, _, client, _, _ = setup
+    store = build_index(str(tmp_path / "l2"), m3, read_corpus(DEFAULT_SAMPLE), metric="l2", show_progress=False)
+    export_to_milvus(store, client, "l2docs", show_progress=False)
+    milvus, local = MilvusSearcher(client, "l2docs", m3), Searcher(store, m3)
+    theirs, ours = milvus.search("giant panda", top_k=4), local.search("giant panda", top_k=4)
+    assert ids(theirs) == ids(ours) and all(h.score < 0 for h in theirs.hits)
+    np.testing.assert_allclose([h.score for h in theirs.hits], [h.score for h in ours.hits], atol=1e-5)
+    with pytest.raises(ValueError, match="a weighted sum of L2 distances and sparse scores means nothing"):
+        milvus.search("giant panda", mode="hybrid")
+    assert len(milvus.search("giant panda", top_k=3, mode="hybrid", fusion="rrf").hits) == 3
