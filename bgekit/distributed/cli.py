@@ -108,6 +108,7 @@ def index_vectors(args: argparse.Namespace, docs: Any, model: Any, model_name: s
     try:
         shards = _run(args, args.corpus, os.path.join(tmp, "shards"), model_name, model_kwargs, kind="passage",
                       sparse=sparse, corpus=True)
+        print(f"encoded {shards.count} documents with {model_name} on Ray", file=sys.stderr)
         ids = shards.ids()
         if ids != docs.ids:
             at = next((i for i, (a, b) in enumerate(zip(ids, docs.ids)) if a != b), min(len(ids), len(docs.ids)))

@@ -17,8 +17,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-import sys
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -154,7 +154,7 @@ def ray_runtime(address: str | None = None) -> Iterator[Any]:
         yield ray
         return
     kwargs = {"address": address} if address else {"include_dashboard": False}
-    ray.init(**kwargs)
+    ray.init(logging_level=logging.WARNING, **kwargs)
     try:
         yield ray
     finally:
@@ -254,9 +254,7 @@ def _write(ds: Any, output: str, sparse: bool, shard_rows: int, info: dict) -> s
         if not len(writer):
             raise EncodeJobError(f"no rows were read from {info['source']!r}; nothing was written to {output!r}",
                                  kind="input")
-        path = writer.commit(info)
-    print(f"encoded {progress['rows']} rows -> {path}", file=sys.stderr)
-    return path
+        return writer.commit(info)
 
 
 def _failed(failures: list[tuple[int, str, str]], rows: int, output: str) -> EncodeJobError:
