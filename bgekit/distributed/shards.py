@@ -19,7 +19,7 @@ Example:
     >>> out = os.path.join(tempfile.mkdtemp(), "emb")
     >>> with ShardWriter(out, outputs=("dense",), shard_rows=2) as w:
     ...     w.add(["a", "b", "c"], np.eye(3, dtype=np.float32))
-    ...     w.commit({"model": "toy"})
+    ...     _ = w.commit({"model": "toy"})
     >>> shards = read_shards(out)
     >>> shards.count, shards.ids(), shards.dense().shape
     (3, ['a', 'b', 'c'], (3, 3))
