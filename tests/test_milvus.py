@@ -175,3 +175,13 @@ def test_l2_collections_report_negative_squared_distances_like_the_local_index(s
     with pytest.raises(ValueError, match="a weighted sum of L2 distances and sparse scores means nothing"):
         milvus.search("giant panda", mode="hybrid")
     assert len(milvus.search("giant panda", top_k=3, mode="hybrid", fusion="rrf").hits) == 3
+
+
+def test_a_text_too_long_for_milvus_is_named_and_nothing_is_left(setup, tmp_path):
+    m3, _, client, _, _ = setup
+    store = build_index(str(tmp_path / "long"), m3, [{"id": "short", "text": "a panda"},
+                                                     {"id": "big", "text": "panda " * 11000}], show_progress=False)
+    with pytest.raises(InputError, match=r"document 'big' \(index row 1\): its text is 66000 bytes; a Milvus "
+                                         r"VARCHAR field holds at most 65535"):
+        export_to_milvus(store, client, "long", show_progress=False)
+    assert not client.has_collection("long") and not client.has_collection("long" + MV.STAGING)
