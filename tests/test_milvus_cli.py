@@ -128,3 +128,18 @@ def test_serve_with_milvus_uri(exported, tmp_path, monkeypatch, capsys):
         assert client.post("/search", json={"query": "giant panda"}).status_code == 503
     assert main(["serve", "--milvus-uri", uri, "--port", "0"]) == 2
     assert "--milvus-uri and --collection go together" in capsys.readouterr().err
+
+
+def test_a_lite_file_held_by_another_process_is_one_clear_error(exported):
+    import subprocess
+    import sys
+
+    from pymilvus import MilvusClient
+
+    _, _, uri = exported
+    held = MilvusClient(uri)  # this process holds the file; a second process cannot open it
+    done = subprocess.run([sys.executable, "-m", "bgekit", "search", "x", "--milvus-uri", uri, "--collection", "docs"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 5, done.stderr
+    assert "a Lite file serves one process at a time" in done.stderr and "Traceback" not in done.stderr
+    assert held.has_collection("docs")

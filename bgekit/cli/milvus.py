@@ -20,8 +20,10 @@ def _client(uri: str):
     check_extras("pymilvus")
     import pymilvus  # noqa: F401 - configures its loggers on import; quiet them after
 
-    # pymilvus logs every failed call at ERROR, with a traceback, before raising it; the CLI reports it once
-    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+    # pymilvus and Milvus Lite log every failed call at ERROR, with a traceback, before raising it; the CLI
+    # reports the error itself, once
+    for name in ("pymilvus", "milvus_lite"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     return milvus_client(uri, token=os.environ.get(TOKEN_ENV))
 
 

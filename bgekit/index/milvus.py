@@ -96,8 +96,11 @@ def milvus_client(uri: str, token: str | None = None, timeout: float = 10.0):
     try:
         return pymilvus.MilvusClient(uri=uri, token=token or "", timeout=timeout)
     except pymilvus.exceptions.MilvusException as e:
-        where = "open the Milvus Lite file" if is_lite(uri) else "reach the Milvus server at"
-        raise OutputError(f"cannot {where} {uri} ({getattr(e, 'message', e)}); is it running, and is the URI "
+        reason = getattr(e, "message", e)
+        if is_lite(uri):
+            raise OutputError(f"cannot open the Milvus Lite file {uri} ({reason}); a Lite file serves one process "
+                              "at a time: is another one (a bgekit serve --milvus-uri) using it?") from None
+        raise OutputError(f"cannot reach the Milvus server at {uri} ({reason}); is it running, and is the URI "
                           "(and $MILVUS_TOKEN) right?") from None
 
 
