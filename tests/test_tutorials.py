@@ -40,7 +40,8 @@ TUTORIALS = {
     "08-model-merging.md": True,
     "09-serving.md": False,
 }
-CELL_TIMEOUT = 900  # seconds for one cell (a slow tutorial's training cell)
+# seconds for one cell (a slow tutorial's training cell takes minutes); BGEKIT_TUTORIAL_TIMEOUT on a busy machine
+CELL_TIMEOUT = int(os.environ.get("BGEKIT_TUTORIAL_TIMEOUT", "900"))
 
 
 def _env(slow: bool) -> dict[str, str]:
