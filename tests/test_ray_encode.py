@@ -113,17 +113,17 @@ def test_cli_index_build_ray_equals_local_build(runtime, tmp_path, texts, bert):
 
 
 class FaultyModel:
-    """A real embedder that raises on a text containing BOOM and kills its process once on CRASH."""
+    """A real embedder that raises on a text containing BOOM and kills its process on CRASH (once, or ``always``)."""
 
-    def __init__(self, marker: str | None = None):
-        self.marker = marker
+    def __init__(self, marker: str | None = None, always: bool = False):
+        self.marker, self.always = marker, always
 
     def __call__(self, device: str):
         model = ModelLoader(BERT)(device)
-        encode, marker = model.encode_corpus, self.marker
+        encode, marker, always = model.encode_corpus, self.marker, self.always
 
         def faulty(texts, **kwargs):
-            if marker and any("CRASH" in t for t in texts) and not os.path.exists(marker):
+            if marker and any("CRASH" in t for t in texts) and (always or not os.path.exists(marker)):
                 open(marker, "w").close()
                 os._exit(1)  # the actor process dies in the middle of a batch
             if any("BOOM" in t for t in texts):
@@ -170,6 +170,15 @@ def test_two_actors_one_killed_give_the_single_process_vectors_in_order(runtime,
     assert again.dense().dtype == np.float32 and diff <= TOL
     assert shards.manifest["kind"] == "passage" and shards.manifest["count"] == len(rows)
     assert sorted(os.listdir(tmp_path)) == ["c.jsonl", "crashed", "emb"]  # no temporary folder left behind
+
+
+def test_an_actor_that_keeps_dying_stops_the_job_after_the_retries(runtime, tmp_path):
+    corpus = _jsonl(tmp_path / "c.jsonl", [{"id": f"d{i}", "text": "CRASH" if i == 9 else "x"} for i in range(12)])
+    marker = tmp_path / "crashed"  # with always=True the actor dies on every attempt at the batch holding row 9
+    with pytest.raises(EncodeJobError, match=r"the Ray job failed after \d+ rows.*ActorDiedError.*nothing was written"):
+        encode_to_shards(corpus, str(tmp_path / "emb"), FaultyModel(str(marker), always=True), concurrency=1,
+                         batch_size=4, retries=0, show_progress=False)
+    assert sorted(os.listdir(tmp_path)) == ["c.jsonl", "crashed"]  # it did crash; no output, no temporary folder
 
 
 @pytest.mark.parametrize("argv, message", [
