@@ -85,7 +85,7 @@ class EncodeActor:
     """
 
     def __init__(self, loader: Callable[[str], Any], fmt: RowFormat, kind: str, sparse: bool, use_gpu: bool):
-        self.model = loader("cuda" if use_gpu else "cpu")
+        self.model = loader("cuda:0" if use_gpu else "cpu")  # Ray shows an actor only its own GPU
         self.fmt, self.kind, self.sparse = fmt, kind, sparse
         self.m3 = hasattr(self.model, "encode_multi")
         if sparse and not self.m3:

@@ -100,6 +100,8 @@ def encode_to_shards(source: str, output: str, model: str | Callable[[str], Any]
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
     fmt = source_format(source)
+    if "://" not in source:
+        source = os.path.abspath(source)  # Ray's workers do not run in this process's working folder
     output = os.path.abspath(output)
     check_target(output)
     loader = ModelLoader(model, dict(model_kwargs or {})) if isinstance(model, str) else model
@@ -151,6 +153,8 @@ def ray_runtime(address: str | None = None) -> Iterator[Any]:
     import ray
 
     if ray.is_initialized():
+        if address:
+            raise UsageError(f"a Ray runtime is already running in this process; it cannot also join {address!r}")
         yield ray
         return
     kwargs = {"address": address} if address else {"include_dashboard": False}
