@@ -8,6 +8,7 @@ Usage:
     python benchmarks/mutation_check.py               # every mutation (about 3-6 minutes on 2 cores)
     python benchmarks/mutation_check.py --only in_batch kd_dropped
     python benchmarks/mutation_check.py --json results.json
+    python benchmarks/mutation_check.py --only save_base_not_trained --tests tests/test_train_cli.py  # other tests
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class Mutation:
 
 
 OBJ = "tests/test_train_objectives.py"
+TRAIN_VALUES, EVAL_VALUES = "tests/test_train_values.py", "tests/test_eval_values.py"
 MUTATIONS = [
     # training objectives
     Mutation("in_batch", "bgekit/train/embedder.py", "in_batch = not no_in_batch_neg", "in_batch = False", (OBJ,)),
@@ -69,6 +71,22 @@ MUTATIONS = [
              "for i in range(len(toks) - len(a))", ("tests/test_eval_metrics_exact.py",)),
     Mutation("sts_pearson_is_spearman", "bgekit/eval/metrics.py", '"cosine_pearson": float(pearsonr(cos, gold)[0])',
              '"cosine_pearson": float(spearmanr(cos, gold)[0])', ("tests/test_eval_metrics_exact.py",)),
+    Mutation("mkqa_ranking_reversed", "bgekit/eval/runner.py", "[texts[d] for d in ranked(res)] for q, res in run.items()",
+             "[texts[d] for d in ranked(res)[::-1]] for q, res in run.items()", (EVAL_VALUES + "::test_mkqa_benchmark_reports_the_qa_recall_of_its_ranking",)),
+    Mutation("hub_ids_not_strings", "bgekit/eval/hub.py", "lambda r: [(str(r[q]), str(r[d]), int(r[s]))]",
+             "lambda r: [(r[q], r[d], int(r[s]))]", (EVAL_VALUES + "::test_beir_hub_rows_give_the_local_beir_folder",)),
+    # saved folders, teacher labels, batch splits, ICL (training plumbing around the objectives)
+    Mutation("save_base_not_trained", "bgekit/train/run.py",
+             "    trainer.train(resume_from_checkpoint=resume)\n    trainer.save_model()\n",
+             "    trainer.save_model()\n    trainer.train(resume_from_checkpoint=resume)\n",
+             (TRAIN_VALUES + "::test_cli_saved_embedder_is_the_trained_model", TRAIN_VALUES + "::test_cli_saved_reranker_is_the_trained_model")),
+    Mutation("label_offsets", "bgekit/train/label.py", "start += n_pos + n_neg", "start += n_pos",
+             ("tests/test_train_label.py", TRAIN_VALUES + "::test_label_normalize_writes_the_sigmoid_of_the_rerankers_scores")),
+    Mutation("rank_split_overlaps", "bgekit/train/sampler.py", "return [chunk[a:b] for a, b in zip(bounds, bounds[1:])]",
+             "return [chunk[:b - a] for a, b in zip(bounds, bounds[1:])]", (TRAIN_VALUES + "::test_mixed_batches_split_across_ranks_without_overlap_and_cover_the_epoch",)),
+    Mutation("icl_no_examples", "bgekit/train/collate.py",
+             "chosen = rng.sample(others, min(rng.randint(0, MAX_ICL_EXAMPLES), len(others)))", "chosen = []",
+             (TRAIN_VALUES + "::test_icl_loss_is_the_contrastive_loss_of_the_in_context_queries",)),
 ]
 
 
@@ -83,7 +101,7 @@ def apply(tree: str, m: Mutation) -> None:
         f.write(text.replace(m.old, m.new))
 
 
-def run(m: Mutation, timeout: int) -> dict:
+def run(m: Mutation, timeout: int, tests: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"mut-{m.name}-") as tree:
         for part in ("bgekit", "tests"):
             shutil.copytree(os.path.join(ROOT, part), os.path.join(tree, part),
@@ -93,11 +111,12 @@ def run(m: Mutation, timeout: int) -> dict:
         golden = os.environ.get("BGEKIT_GOLDEN", os.path.join(os.path.dirname(ROOT), "shared", "golden"))
         env = dict(os.environ, BGEKIT_GOLDEN=golden, PYTHONPATH=tree + os.pathsep + os.environ.get("PYTHONPATH", ""))
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-rf", "-p", "no:cacheprovider", *m.tests],
+        tests = list(tests or m.tests)
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-rf", "-p", "no:cacheprovider", *tests],
                               cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
         lines = proc.stdout.strip().splitlines() or [""]
         failed = next((ln.split()[1] for ln in lines if ln.startswith("FAILED ")), None)
-        return {"mutation": m.name, "file": m.path, "tests": list(m.tests), "caught": proc.returncode != 0,
+        return {"mutation": m.name, "file": m.path, "tests": tests, "caught": proc.returncode != 0,
                 "caught_by": failed, "seconds": round(time.perf_counter() - start, 1), "pytest": lines[-1]}
 
 
@@ -106,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", help="mutation names (default: all)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per mutation")
+    parser.add_argument("--tests", nargs="+", help="run these tests instead of each mutation's own (e.g. the older "
+                        "tests, to see whether they alone would catch it)")
     args = parser.parse_args(argv)
     names = {m.name for m in MUTATIONS}
     if args.only and set(args.only) - names:
@@ -113,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [m for m in MUTATIONS if not args.only or m.name in args.only]
     results = []
     for m in chosen:
-        r = run(m, args.timeout)
+        r = run(m, args.timeout, args.tests)
         results.append(r)
         print(f"{'caught  ' if r['caught'] else 'SURVIVED'} {r['mutation']:32s} {r['file']:28s} {r['seconds']:6.1f}s  {r['caught_by'] or r['pytest']}",
               flush=True)
