@@ -6,7 +6,8 @@ A segment folder (``seg-000005``) holds, for its ``rows`` documents numbered 0..
     docs.sqlite          row, id, text, title, metadata (JSON)
     dense.npy            (rows, D) float32, memory-mapped      dense.faiss  (approximate factories only)
     dense.empty.faiss    the trained, empty FAISS index (factories that train, e.g. IVF): later segments reuse it
-    sparse_indptr.npy / sparse_indices.npy / sparse_values.npy      rows x vocabulary CSR
+    sparse_indptr.npy / sparse_indices.npy / sparse_values.npy      rows x vocabulary CSR, memory-mapped
+    sparse_inv_indptr.npy / sparse_inv_indices.npy / sparse_inv_values.npy   its transpose (postings per token)
     colbert_offsets.npy  (rows + 1,) int64        colbert.f16   raw (T, C) float16, memory-mapped
 
 :class:`SegmentWriter` streams rows to disk (a chunk at a time: texts and vectors are never all in memory),
@@ -84,7 +85,7 @@ class SegmentWriter:
         self.arrays = {"dense.npy": NpyAppender(path("dense.npy"), np.float32, (self.dim,))}
         if "sparse" in self.outputs:
             self.arrays.update({"sparse_indptr.npy": NpyAppender(path("sparse_indptr.npy"), np.int64),
-                                "sparse_indices.npy": NpyAppender(path("sparse_indices.npy"), np.int64),
+                                "sparse_indices.npy": NpyAppender(path("sparse_indices.npy"), np.int32),
                                 "sparse_values.npy": NpyAppender(path("sparse_values.npy"), np.float32)})
             self.arrays["sparse_indptr.npy"].append(np.zeros(1, np.int64))
         self.colbert_file = None
@@ -114,6 +115,8 @@ class SegmentWriter:
         self.arrays["sparse_values.npy"].append(values)
         self.nnz += int(np.sum(lengths))
         if len(indices):
+            if int(indices.max()) >= 2**31 - 1:
+                raise ValueError(f"sparse token id {int(indices.max())} is too large for the index (at most 2**31 - 2)")
             self.vocab = max(self.vocab, int(indices.max()) + 1)
 
     def _colbert_lengths(self, lengths: np.ndarray) -> None:
@@ -171,6 +174,8 @@ class SegmentWriter:
         if self.colbert_file is not None:
             self.colbert_file.close()
         names = ["docs.sqlite", *self.arrays] + (["colbert.f16"] if self.colbert_file is not None else [])
+        if "sparse" in self.outputs:
+            names += self._inverted_files()
         if self.dense_settings["factory"].strip().lower() != "flat":
             names += self._faiss_files(template)
         files = {}
@@ -186,6 +191,24 @@ class SegmentWriter:
         os.replace(self.tmp, os.path.join(self.root, self.name))
         G._fsync_path(self.root)
         return {"name": self.name, "rows": self.count, "deleted": 0}
+
+    def _inverted_files(self) -> list[str]:
+        """Write the postings (the transpose of the rows x vocabulary CSR) so readers memory-map both.
+
+        Index arrays are int32 where the nonzeros allow (scipy keeps memory-mapped arrays of one index dtype).
+        """
+        import scipy.sparse as sp
+
+        load = lambda name: np.load(os.path.join(self.tmp, f"sparse_{name}.npy"), mmap_mode="r")  # noqa: E731
+        small = self.nnz < 2**31 - 1
+        if small:  # (rows + 1,) offsets: rewritten as int32 to match the indices
+            np.save(os.path.join(self.tmp, "sparse_indptr.npy"), np.asarray(load("indptr"), dtype=np.int32))
+        matrix = sp.csr_matrix((load("values"), load("indices"), load("indptr")), shape=(self.count, self.vocab))
+        inverted = matrix.T.tocsr()  # (V, rows)
+        dtype = np.int32 if small else np.int64
+        for name, array in (("values", inverted.data), ("indices", inverted.indices), ("indptr", inverted.indptr)):
+            np.save(os.path.join(self.tmp, f"sparse_inv_{name}.npy"), np.asarray(array, dtype=np.float32 if name == "values" else dtype))
+        return ["sparse_inv_values.npy", "sparse_inv_indices.npy", "sparse_inv_indptr.npy"]
 
     def _faiss_files(self, template: Any) -> list[str]:
         import faiss
@@ -236,8 +259,14 @@ class Segment:
 
             from bgekit.index.sparse import SparseIndex
 
-            arrays = [np.load(os.path.join(folder, f"sparse_{k}.npy")) for k in ("values", "indices", "indptr")]
-            self.sparse = SparseIndex(sp.csr_matrix(tuple(arrays), shape=(self.rows, int(meta.get("sparse_vocab") or 1))))
+            vocab, files = int(meta.get("sparse_vocab") or 1), meta["files"]
+            load = lambda name: np.load(os.path.join(folder, f"sparse_{name}.npy"), mmap_mode="r")  # noqa: E731
+            matrix = sp.csr_matrix(tuple(load(k) for k in ("values", "indices", "indptr")), shape=(self.rows, vocab))
+            inverted = None  # older segments (and version 1 folders) have no postings file: built on open
+            if "sparse_inv_indptr.npy" in files:
+                inverted = sp.csr_matrix(tuple(load(f"inv_{k}") for k in ("values", "indices", "indptr")),
+                                         shape=(vocab, self.rows))
+            self.sparse = SparseIndex(matrix, inverted)
         if "colbert" in outputs:
             self.colbert_offsets = np.load(os.path.join(folder, "colbert_offsets.npy"))
             total = int(self.colbert_offsets[-1])

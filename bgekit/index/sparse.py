@@ -67,12 +67,14 @@ class SparseIndex:
     search may return fewer than k hits: the rest is padded with index -1 and score -inf.
     """
 
-    def __init__(self, matrix):
+    def __init__(self, matrix, inverted=None):
         sp = _scipy_sparse()
         if not sp.issparse(matrix) or matrix.ndim != 2:
             raise TypeError("SparseIndex needs a 2-D scipy sparse matrix (documents x vocabulary)")
-        self.matrix = matrix.tocsr().astype(np.float32)       # (N, V)
-        self.inverted = self.matrix.T.tocsr()                 # (V, N): postings per token
+        self.matrix = matrix.tocsr().astype(np.float32, copy=False)  # (N, V); memory-mapped arrays stay mapped
+        if inverted is not None and inverted.shape != self.matrix.shape[::-1]:
+            raise ValueError(f"inverted index of shape {inverted.shape} for a matrix of shape {self.matrix.shape}")
+        self.inverted = self.matrix.T.tocsr() if inverted is None else inverted  # (V, N): postings per token
 
     @classmethod
     def from_vectors(cls, vectors: Sequence[Any]) -> "SparseIndex":
