@@ -16,24 +16,24 @@ ray = pytest.importorskip("ray", reason="could not import ray (pip install 'bgek
 from bgekit.cli import main  # noqa: E402
 from bgekit.distributed import EncodeJobError, encode_to_shards, read_shards  # noqa: E402
 from bgekit.distributed.actor import ModelLoader  # noqa: E402
+from golden import GOLDEN  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-GOLDEN = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "golden")
-BERT = os.path.join(GOLDEN, "models", "bert-embedder")
-M3 = os.path.join(GOLDEN, "models", "m3")
+BERT = str(GOLDEN / "models" / "bert-embedder")
+M3 = str(GOLDEN / "models" / "m3")
 TOL = 1e-6
 
 
 def _sentences() -> list[str]:
-    with open(os.path.join(GOLDEN, "manifest.json"), encoding="utf-8") as f:
+    with open(GOLDEN / "manifest.json", encoding="utf-8") as f:
         case = next(c for c in json.load(f)["cases"] if c["id"] == "m3/encode-all")
     return list(case["inputs"]["sentences"])  # empty, short, Chinese, emoji, accents, a text beyond 512 tokens
 
 
 @pytest.fixture(scope="module")
 def runtime():
-    if not os.path.isdir(GOLDEN):
+    if not GOLDEN.is_dir():
         pytest.skip("golden fixtures not found (../shared/golden)")
     # the actors inherit this process's environment (offline hub) and Ray gives each one CPU thread
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
