@@ -195,6 +195,13 @@ def test_cli_refuses_options_that_cannot_apply(tmp_path, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
+def test_cli_refuses_sparse_for_a_dense_model_before_starting_ray(tmp_path, capsys):
+    corpus = _jsonl(tmp_path / "c.jsonl", [{"id": "a", "text": "x"}])
+    assert main(["encode", corpus, "-o", str(tmp_path / "out"), "--ray", "--sparse", "--model", BERT]) == 4
+    assert "sparse vectors need a BGE-M3 model" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == ["c.jsonl"]
+
+
 def test_cli_refuses_a_text_file_and_colbert(tmp_path, capsys):
     txt = tmp_path / "c.txt"
     txt.write_text("one\ntwo\n")
