@@ -30,11 +30,17 @@ def _free_port() -> int:
 
 @pytest.fixture
 def head(tmp_path):
+    import shutil
+    import tempfile
+
     port = _free_port()
     log = open(tmp_path / "head.log", "w")
+    # its own short temp dir (Unix socket paths are limited to ~107 bytes): the machine's /tmp/ray, where
+    # `ray start` records "the current cluster" that a plain ray.init() would join, stays untouched
+    temp = tempfile.mkdtemp(prefix="bgr")
     proc = subprocess.Popen([os.path.join(BIN, "ray"), "start", "--head", f"--port={port}", "--num-cpus=2",
-                             "--include-dashboard=false", "--block"], stdout=log, stderr=subprocess.STDOUT,
-                            cwd=tmp_path, start_new_session=True)
+                             "--include-dashboard=false", f"--temp-dir={temp}", "--block"], stdout=log,
+                            stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
     try:
         deadline = time.time() + 120
         while "will now block forever" not in (tmp_path / "head.log").read_text():
@@ -45,6 +51,7 @@ def head(tmp_path):
         os.killpg(proc.pid, signal.SIGTERM)  # the head and every Ray process it started share its group
         proc.wait(timeout=60)
         log.close()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.mark.slow

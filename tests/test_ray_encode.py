@@ -36,7 +36,7 @@ def runtime():
     if not GOLDEN.is_dir():
         pytest.skip("golden fixtures not found (../shared/golden)")
     # the actors inherit this process's environment (offline hub) and Ray gives each one CPU thread
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # not a `ray start` one
     # the loaders below are defined in this test module, which Ray's workers cannot import: pickle them by value
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     yield ray

@@ -146,7 +146,8 @@ def _check_m3(model: str) -> None:
 
 @contextlib.contextmanager
 def ray_runtime(address: str | None = None) -> Iterator[Any]:
-    """The ``ray`` module with a runtime: this process's if running, else ``address``'s, else a new local one.
+    """The ``ray`` module with a runtime: this process's if running, else ``address``'s, else a new local one
+    (``ray.init(address="local")``: a cluster started on this machine with ``ray start`` is joined only when named).
 
     A runtime this function started is shut down on exit.
     """
@@ -157,7 +158,8 @@ def ray_runtime(address: str | None = None) -> Iterator[Any]:
             raise UsageError(f"a Ray runtime is already running in this process; it cannot also join {address!r}")
         yield ray
         return
-    kwargs = {"address": address} if address else {"include_dashboard": False}
+    # address="local": a new runtime on this machine even where `ray start` left one running (Ray would join it)
+    kwargs = {"address": address} if address else {"address": "local", "include_dashboard": False}
     ray.init(logging_level=logging.WARNING, **kwargs)
     try:
         yield ray
