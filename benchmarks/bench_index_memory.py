@@ -6,11 +6,12 @@ does. The child reports its peak RSS (VmHWM), its RSS before the build (imports 
 time, and the size of the dense vectors on disk (memory-mapped when searched). With ``--compare-in-memory``
 the same build runs from a fully read corpus (``read_corpus``, the pre-streaming path) for comparison.
 
-The default model is a stub: a bag of hashed words projected to 384 dimensions (no network, no weights, a few
-microseconds per text), so the figure is the index's memory, not a transformer's. ``--model PATH`` uses a real
+The default model is a stub BGE-M3: a bag of hashed words projected to 384 dimensions, plus the hashed words as
+sparse lexical weights (no network, no weights, a few microseconds per text), so the figure is the index's
+memory, not a transformer's; ``--model stub`` is its dense-only form. ``--model PATH`` uses a real
 bgekit embedder instead (e.g. ../shared/golden/models/bert-embedder, a tiny BERT), at a far lower speed.
 
-    python benchmarks/bench_index_memory.py [--sizes 100000,300000,1000000] [--model stub|PATH] [--compare-in-memory]
+    python benchmarks/bench_index_memory.py [--sizes 100000,300000,1000000] [--model stub-m3|stub|PATH] [--compare-in-memory]
 """
 from __future__ import annotations
 
@@ -62,6 +63,31 @@ class HashEmbedder:
     encode_corpus = encode_queries = encode
 
 
+class HashM3(HashEmbedder):
+    """The same stand-in as a BGE-M3 (dense + sparse): each word's hash bucket is a sparse token of weight 1/words."""
+
+    colbert_vector_dim = 8
+
+    def __init__(self):
+        from bgekit.registry import ModelSpec
+
+        super().__init__()
+        self.spec, self.model_name_or_path = ModelSpec("m3", "cls"), "hash-m3"
+
+    def encode_multi(self, texts, role="passage", outputs=("dense", "sparse"), **_):
+        from bgekit.index.store import Vectors
+        from bgekit.types import SparseVector
+
+        sparse = []
+        for text in texts:
+            ids = np.unique([zlib.crc32(w.encode()) % 250_000 for w in text.split()])
+            sparse.append(SparseVector(ids.astype(np.int64), np.full(len(ids), 1.0 / max(len(ids), 1), np.float32)))
+        return Vectors(self._embed(texts), sparse, None)
+
+
+STUBS = {"stub": HashEmbedder, "stub-m3": HashM3}
+
+
 def write_corpus(path: str, n: int) -> None:
     rng = np.random.default_rng(n)
     picks = rng.integers(0, len(WORDS), (n, 8))
@@ -84,8 +110,8 @@ def child(corpus: str, out: str, model_name: str, in_memory: bool) -> None:
     from bgekit.index.documents import read_corpus, stream_corpus
     from bgekit.index.store import build_index
 
-    if model_name == "stub":
-        model = HashEmbedder()
+    if model_name in STUBS:
+        model = STUBS[model_name]()
     else:
         from bgekit.loading import load_embedder
 
@@ -95,15 +121,18 @@ def child(corpus: str, out: str, model_name: str, in_memory: bool) -> None:
     docs = read_corpus(corpus) if in_memory else stream_corpus(corpus)
     store = build_index(out, model, docs, show_progress=False)
     seconds = time.perf_counter() - t
-    dense = os.path.getsize(os.path.join(store.segments[0].folder, "dense.npy"))
+    folder = store.segments[0].folder
+    dense = os.path.getsize(os.path.join(folder, "dense.npy"))
+    sparse = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder) if f.startswith("sparse_"))
     print(json.dumps({"documents": store.count, "build_s": round(seconds, 1), "rss_before_mb": round(before / 1024),
-                      "peak_rss_mb": round(_rss_kb("VmHWM") / 1024), "dense_on_disk_mb": round(dense / 2**20)}))
+                      "peak_rss_mb": round(_rss_kb("VmHWM") / 1024), "dense_on_disk_mb": round(dense / 2**20), "sparse_on_disk_mb": round(sparse / 2**20)}))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100000,300000,1000000")
-    ap.add_argument("--model", default="stub", help="'stub' (hashed words, 384-d) or a bgekit embedder path")
+    ap.add_argument("--model", default="stub-m3",
+                    help="'stub-m3' (hashed words: 384-d dense + sparse), 'stub' (dense only) or a bgekit embedder path")
     ap.add_argument("--compare-in-memory", action="store_true", help="also build from a fully read corpus")
     ap.add_argument("--json", default=None)
     ap.add_argument("--child", nargs=4, metavar=("CORPUS", "OUT", "MODEL", "MODE"), help=argparse.SUPPRESS)

@@ -126,6 +126,14 @@ def test_segments_and_tombstones_search_like_one_segment(tmp_path, m3, data, seg
         assert all(expected), options
     assert store.rows([data[0].ids[3], data[0].ids[7], data[0].ids[47]]) == {data[0].ids[7]: 44, data[0].ids[47]: 43}
     assert store.filter_rows({"group": 1}).tolist() == fresh.filter_rows({"group": 1}).tolist()
+    for seg in store.segments:  # the sparse rows and their postings are read from disk, not copied into memory
+        assert _mapped(seg.sparse.matrix.indices) and _mapped(seg.sparse.inverted.data) and _mapped(seg.dense)
+
+
+def _mapped(array) -> bool:
+    while array is not None and not isinstance(array, np.memmap):
+        array = getattr(array, "base", None)
+    return array is not None
 
 
 def test_add_and_delete_never_rewrite_older_segments(tmp_path, m3, data, segmented):
@@ -254,12 +262,19 @@ def test_a_version_1_index_opens_and_its_first_change_rewrites_it(tmp_path, m3, 
     shutil.copytree(v2.segments[0].folder, old)
     seg = json.loads((old / "segment.json").read_text())
     (old / "segment.json").unlink()
+    for name in ("sparse_inv_values.npy", "sparse_inv_indices.npy", "sparse_inv_indptr.npy"):  # not in version 1
+        (old / name).unlink()
+        del seg["files"][name]
+    for name in ("sparse_indices.npy", "sparse_indptr.npy"):  # version 1 wrote int64
+        np.save(old / name, np.load(old / name).astype(np.int64))
+        seg["files"][name] = (old / name).stat().st_size
     manifest = {k: v for k, v in v2.manifest.items() if k != "segments"}
     manifest.update(version=1, generation=1, count=10, files=seg["files"], sparse_vocab=seg["sparse_vocab"])
     (old / "manifest.json").write_text(json.dumps(manifest))
     (tmp_path / "v1" / "CURRENT").write_text("gen-000001\n")
     v1 = open_index(str(tmp_path / "v1"))
     assert v1.manifest["version"] == 1 and v1.segments[0].legacy
+    assert not _mapped(v1.segments[0].sparse.inverted.data)  # no postings file in version 1: built in memory on open
     assert_same(snapshot(v1), snapshot(v2))
     assert hits(v1, m3, {"mode": "hybrid", "colbert": True}) == hits(v2, m3, {"mode": "hybrid", "colbert": True})
     v1.check()
