@@ -202,6 +202,16 @@ def test_cli_refuses_sparse_for_a_dense_model_before_starting_ray(tmp_path, caps
     assert os.listdir(tmp_path) == ["c.jsonl"]
 
 
+def test_cli_names_the_extra_when_ray_is_missing(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    corpus = _jsonl(tmp_path / "c.jsonl", [{"id": "a", "text": "x"}])
+    assert main(["encode", corpus, "-o", str(tmp_path / "out"), "--ray", "--model", BERT]) == 6
+    assert "this needs the 'ray' package: pip install 'bgekit[ray]'" in capsys.readouterr().err
+
+
 def test_cli_refuses_a_text_file_and_colbert(tmp_path, capsys):
     txt = tmp_path / "c.txt"
     txt.write_text("one\ntwo\n")
