@@ -140,14 +140,17 @@ def test_failing_rows_are_reported_with_ids_and_nothing_is_written(runtime, tmp_
     rows[5] = {"id": "d5", "text": None}       # no text
     rows[9] = {"id": "d9", "text": "a BOOM"}   # the model raises on it
     corpus = _jsonl(tmp_path / "c.jsonl", rows)
+    with open(corpus, "ab") as f:
+        f.write(b'{"id": "d12", "text": "caf\xe9"}\n')  # Latin-1, not UTF-8
     out = tmp_path / "emb"
-    with pytest.raises(EncodeJobError, match="3 of 12 rows failed; nothing was written") as info:
+    with pytest.raises(EncodeJobError, match="4 of 13 rows failed; nothing was written") as info:
         encode_to_shards(corpus, str(out), FaultyModel(), concurrency=1, batch_size=4, show_progress=False)
     failures = info.value.failures
-    assert [(r, i) for r, i, _ in failures] == [(3, None), (5, "d5"), (9, "d9")]
+    assert [(r, i) for r, i, _ in failures] == [(3, None), (5, "d5"), (9, "d9"), (12, "d12")]
     assert failures[0][2].startswith("unreadable row: not valid JSON")
     assert failures[1][2] == "unreadable row: expected a string field 'text', got NoneType"
     assert failures[2][2] == "RuntimeError: boom in the model"  # only the bad row: its batch was retried row by row
+    assert failures[3][2] == "unreadable row: not valid UTF-8 (byte 0xe9 at column 27)"
     assert info.value.kind == "unexpected"
     assert os.listdir(tmp_path) == ["c.jsonl"]  # no output, no temporary folder
 

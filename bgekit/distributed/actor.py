@@ -36,6 +36,11 @@ class RowFormat:
         """``(id or None, text to encode)``; ValueError names what is wrong with the row."""
         obj = raw
         if self.jsonl:
+            if isinstance(raw, bytes):
+                try:
+                    raw = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise ValueError(f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
             if raw is None or not raw.strip():
                 raise ValueError("a blank line")  # filtered out before; kept as a guard
             try:
@@ -151,9 +156,9 @@ class EncodeActor:
 def _id_of(raw: Any) -> str | None:
     """The id of a row that could not be read, when it can be found at all (for the error report)."""
     obj = raw
-    if isinstance(raw, str):
+    if isinstance(raw, (str, bytes)):
         try:
-            obj = json.loads(raw.lstrip("\ufeff"))
+            obj = json.loads(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw.lstrip("\ufeff"))
         except json.JSONDecodeError:
             return None
     doc_id = obj.get("id", obj.get("_id")) if isinstance(obj, dict) else None

@@ -1,7 +1,7 @@
 """Corpus encoding on Ray Data: a pool of actors, one model each, writing embedding shards in corpus order.
 
-The corpus (.jsonl or .parquet) is read as a Ray dataset, in blocks, by Ray's readers: it is never whole in the
-driver's memory. ``map_batches`` sends batches of rows to a pool of :class:`~bgekit.distributed.actor.EncodeActor`
+The corpus is read as a Ray dataset in pieces (.jsonl in byte ranges, see :mod:`bgekit.distributed.reading`;
+.parquet by Ray's reader): it is never whole in any process, and the driver holds none of it. ``map_batches`` sends batches of rows to a pool of :class:`~bgekit.distributed.actor.EncodeActor`
 actors (one GPU each where the cluster has GPUs, one CPU each otherwise). The driver receives the encoded
 batches in corpus order (``preserve_order``) and writes them as shards (:mod:`bgekit.distributed.shards`) into a
 temporary folder that becomes the output only when every row is encoded.
@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from bgekit.distributed.actor import KINDS, EncodeActor, ModelLoader, RowFormat
+from bgekit.distributed.reading import corpus_dataset
 from bgekit.distributed.shards import ShardSet, ShardWriter, check_target
 from bgekit.errors import BgekitError, InputFileError, UsageError
 from bgekit.types import SparseVector
@@ -110,7 +111,9 @@ def encode_to_shards(source: str, output: str, model: str | Callable[[str], Any]
     rows = RowFormat(field=field, corpus=corpus, jsonl=fmt == "jsonl")
     with ray_runtime(address) as ray, _data_context(show_progress):
         use_gpu, concurrency, cpus_per_actor = _resources(ray, use_gpu, concurrency, cpus_per_actor)
-        ds = _read(ray, source, fmt, field)
+        # blocks of one actor call each: a 64 MB range or a parquet row group would otherwise keep one actor busy
+        # while the others wait (Ray Data hands an actor whole blocks); streaming, and the order is kept
+        ds = corpus_dataset(ray, source, fmt, field).repartition(target_num_rows_per_block=batch_size)
         ds = _map(ray, ds, loader, rows, (kind, sparse, use_gpu), concurrency, cpus_per_actor, batch_size, retries)
         info = {"model": model if isinstance(model, str) else repr(model), "kind": kind, "source": source,
                 "field": field, "corpus_rules": corpus}
@@ -208,17 +211,6 @@ def _resources(ray: Any, use_gpu: bool | None, concurrency: int | None,
                 f"{cpus:g} CPUs: {cpus_per_actor:g} per actor, and one left for reading the corpus")
         raise UsageError(f"concurrency {concurrency} does not fit: the Ray cluster has {have}, room for {fit} actors")
     return use_gpu, concurrency, cpus_per_actor
-
-
-def _read(ray: Any, source: str, fmt: str, field: str) -> Any:
-    """The corpus as a Ray dataset: raw lines for jsonl (parsed in the actors), records for parquet."""
-    if fmt == "jsonl":
-        return ray.data.read_text(source)
-    ds = ray.data.read_parquet(source)
-    names = ds.schema().names
-    if field not in names:
-        raise UsageError(f"corpus {source!r} has no column {field!r}; its columns: {', '.join(names)}")
-    return ds
 
 
 def _batches(ds: Any, progress: dict) -> Iterator[Any]:
