@@ -135,7 +135,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="embed texts from a .txt or .jsonl file into a .npy (or sparse .jsonl)")
-    p.add_argument("input", help=".txt (one text per line) or .jsonl file")
+    p.add_argument("input", help=".txt (one text per line) or .jsonl file (with --ray: .jsonl or .parquet)")
     p.add_argument("-o", "--output", required=True, help="output .npy (or .jsonl with --sparse; a folder with --ray)")
     p.add_argument("--field", default=None, help="jsonl input: the field holding the text (default: text)")
     p.add_argument("--kind", choices=["plain", "query", "passage"], default="plain",
