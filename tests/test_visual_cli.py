@@ -55,8 +55,9 @@ def test_options_that_cannot_apply(tmp_path, capsys, extra, fragment):
 
 
 def test_bad_inputs_are_named_before_the_model_loads(tmp_path, capsys):
-    assert main(["encode", str(IMAGES), "-o", str(tmp_path / "x.npy")]) == 2  # a folder without --visual-weights
-    assert "needs --visual-weights" in capsys.readouterr().err
+    # a folder without --visual-weights: an input error (exit 3) like any folder given as a text file, naming the option
+    assert main(["encode", str(IMAGES), "-o", str(tmp_path / "x.npy")]) == 3
+    assert "is a folder; expected a file" in (err := capsys.readouterr().err) and "--visual-weights" in err
     assert main(["encode", str(IMAGES), "-o", str(tmp_path / "x.npy"), "--visual-weights", MODEL[3]]) == 2
     assert "needs --model" in capsys.readouterr().err
     src = tmp_path / "bad.jsonl"

@@ -29,8 +29,8 @@ def wanted(args: argparse.Namespace) -> bool:
     if getattr(args, "image_field", "image") != "image":
         raise UsageError("--image-field applies with --visual-weights only")
     if os.path.isdir(args.input):
-        raise UsageError(f"input {args.input!r} is a folder: encoding a folder of images needs --visual-weights "
-                         "(a Visualized-BGE checkpoint) and --model (its text model)")
+        raise InputFileError(f"input {args.input!r} is a folder; expected a file (a folder of images is encoded "
+                             "with --visual-weights, a Visualized-BGE checkpoint, and --model, its text model)")
     return False
 
 
