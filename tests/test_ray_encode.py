@@ -188,6 +188,7 @@ def test_an_actor_that_keeps_dying_stops_the_job_after_the_retries(runtime, tmp_
     (["--ray-address", "auto"], "--ray-address cannot apply without --ray"),
     (["--ray", "--device", "cpu"], "--device cannot apply with --ray"),
     (["--ray", "-o", "out.npy"], "with --ray the output is a folder of shards"),
+    (["--ray", "--visual-weights", "w.pth"], "--visual-weights cannot apply with --ray"),
 ])
 def test_cli_refuses_options_that_cannot_apply(tmp_path, capsys, argv, message):
     corpus = _jsonl(tmp_path / "c.jsonl", [{"id": "a", "text": "x"}])

@@ -74,10 +74,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from bgekit.io import atomic_open, atomic_save_npy
     from bgekit.visual import cli as visual_cli
 
-    if visual_cli.wanted(args):  # --visual-weights: images and image + text with Visualized-BGE (bgekit.visual.cli)
-        return visual_cli.encode(args)
     if ray_cli.check(args):  # --ray: a pool of Ray actors writes a shard folder (bgekit.distributed)
         return ray_cli.encode(args, _model_kwargs(args))
+    if visual_cli.wanted(args):  # --visual-weights: images and image + text with Visualized-BGE (bgekit.visual.cli)
+        return visual_cli.encode(args)
     check_input(args.input, "input")
     check_output(args.output, "--output", (".jsonl",) if args.sparse else (".npy",))
     check_devices(args.device)

@@ -52,6 +52,8 @@ def check(args: argparse.Namespace) -> bool:
     if getattr(args, "device", None):
         raise UsageError("--device cannot apply with --ray: Ray gives each actor one GPU where the cluster has "
                          "GPUs, else one CPU")
+    if getattr(args, "visual_weights", None):
+        raise UsageError("--visual-weights cannot apply with --ray: the Ray encode runs text embedders only")
     import importlib.util
 
     if importlib.util.find_spec("ray") is None:
