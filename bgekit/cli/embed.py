@@ -14,7 +14,8 @@ from bgekit.io import iter_jsonl, iter_lines
 
 # options of `search --index-dir` (-> their defaults); given without --index-dir they are an error
 INDEX_ONLY = {"--mode": "dense", "--fusion": "weighted_sum", "--colbert": False, "--candidates": None,
-              "--reranker": None, "--rerank-depth": None, "--filter": None, "--ef-search": None}
+              "--reranker": None, "--rerank-depth": None, "--filter": None, "--ef-search": None, "--image": None,
+              "--visual-weights": None}
 
 DEFAULT_SAMPLE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "sample_corpus.jsonl")
 
@@ -147,7 +148,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("search", help="rank the texts of a small corpus for one or more queries")
-    p.add_argument("query", nargs="+", help="query text(s)")
+    p.add_argument("query", nargs="*", help="query text(s)")
     p.add_argument("--corpus", default=None, help="a .txt or .jsonl corpus (default: a bundled sample)")
     p.add_argument("--field", default=None, help="jsonl corpus: the field holding the text (default: text)")
     p.add_argument("--top-k", type=positive_int, default=3, help="hits per query (default: 3)")

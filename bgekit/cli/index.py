@@ -35,8 +35,32 @@ def _load_model(name: str, args: argparse.Namespace):
 
 
 def _index_model(args: argparse.Namespace, store) -> Any:
-    """--model, or the model the index records."""
+    """--model, or the model the index records (a Visualized-BGE index: its text model and weights file)."""
+    if store.model_info.visual is not None:
+        return _visual_model(args, store.model_info)
+    if getattr(args, "visual_weights", None):
+        raise UsageError(f"--visual-weights applies to an index built with a Visualized-BGE model; {store.path!r} "
+                         f"was built with the text model {store.model_info.name!r}")
     return _load_model(args.model or store.model_info.name, args)
+
+
+def _visual_model(args: argparse.Namespace, info=None) -> Any:
+    """A VisualEmbedder from --model and --visual-weights (each defaulting to what ``info`` records)."""
+    from dataclasses import replace
+
+    from bgekit.visual.index import load
+
+    if getattr(args, "device", None) and len(args.device) > 1:
+        raise UsageError(f"--visual-weights encodes on one device; got --device {' '.join(args.device)}")
+    given = {"device": (getattr(args, "device", None) or [None])[0], "dtype": getattr(args, "dtype", None),
+             "batch_size": getattr(args, "batch_size", None), "max_length": getattr(args, "max_length", None)}
+    kwargs = {k: v for k, v in given.items() if v is not None}
+    if info is None:
+        from bgekit.visual.embedder import VisualEmbedder
+
+        return VisualEmbedder(args.model, args.visual_weights, **kwargs)
+    info = replace(info, name=args.model or info.name)
+    return load(info, getattr(args, "visual_weights", None), **kwargs)
 
 
 def _load_reranker(name: str | None, args: argparse.Namespace):
@@ -74,9 +98,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     if os.path.isdir(args.index_dir) and read_pointer(args.index_dir) is not None and not args.overwrite:
         raise UsageError(f"an index already exists in {args.index_dir!r}; add to it (bgekit index add), "
                          "or rebuild it with --overwrite")
-    docs = read_corpus(args.corpus) if use_ray else stream_corpus(args.corpus)  # checked in full, then streamed
-    model = _load_model(args.model or DEFAULT_MODEL, args)
-    if not hasattr(model, "encode_multi"):
+    visual = _check_visual_build(args)
+    docs = read_corpus(args.corpus) if use_ray else stream_corpus(args.corpus, images=visual)  # checked, then streamed
+    model = _visual_model(args) if visual else _load_model(args.model or DEFAULT_MODEL, args)
+    if not hasattr(model, "encode_multi") and not visual:
         from bgekit.errors import ModelMismatch
 
         for flag in ("--colbert", "--dense-only"):
@@ -93,6 +118,21 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_visual_build(args: argparse.Namespace) -> bool:
+    """--visual-weights: a Visualized-BGE index (dense only; --model names its text model)."""
+    if not args.visual_weights:
+        return False
+    for flag in ("--colbert", "--dense-only", "--ray"):
+        if getattr(args, flag[2:].replace("-", "_"), False):
+            raise UsageError(f"{flag} cannot apply with --visual-weights (a Visualized-BGE index holds dense "
+                             "vectors only, encoded in this process)")
+    if not args.model:
+        raise UsageError("--visual-weights needs --model, the checkpoint's text model (BAAI/bge-base-en-v1.5, "
+                         "BAAI/bge-m3, or a folder with its config and tokenizer)")
+    check_input(args.visual_weights, "--visual-weights")
+    return True
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     from bgekit.index.documents import read_corpus
     from bgekit.index.store import open_index
@@ -101,7 +141,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     store = open_index(args.index_dir)
     check_input(args.corpus, "--corpus")
     check_devices(args.device)
-    docs = read_corpus(args.corpus)
+    docs = read_corpus(args.corpus, images=store.model_info.visual is not None)
     store.add(docs, _index_model(args, store), upsert=args.upsert, batch_size=args.batch_size)
     print(f"added {len(docs)} documents to {store.path}: {store.count} in all ({store.generation})", file=sys.stderr)
     return 0
@@ -199,8 +239,21 @@ def search_index(args: argparse.Namespace) -> int:
     check_devices(args.device)
     store = open_index(args.index_dir, search_params=_search_params(args))
     _check_ef_search(args.ef_search, store.manifest["dense"]["factory"])
+    images = getattr(args, "image", None)
+    if images and store.model_info.visual is None:
+        raise UsageError(f"--image needs an index built with a Visualized-BGE model (bgekit index build "
+                         f"--visual-weights); {store.path!r} was built with the text model {store.model_info.name!r}")
+    if images:
+        from bgekit.visual.images import check_image
+
+        if args.query and len(args.query) != len(images):
+            raise UsageError(f"--image pairs with one query text each: got {len(images)} --image and "
+                             f"{len(args.query)} quer{'y' if len(args.query) == 1 else 'ies'}")
+        for image in images:
+            check_image(image, "--image")
     searcher = Searcher(store, _index_model(args, store), _load_reranker(args.reranker, args))
-    results = searcher.search(list(args.query), top_k=args.top_k, mode=args.mode, fusion=args.fusion,
+    results = searcher.search(list(args.query) or None, images=images or None, top_k=args.top_k, mode=args.mode,
+                              fusion=args.fusion,
                               colbert=args.colbert, candidates=args.candidates, rerank_depth=args.rerank_depth,
                               filter=_parse_filter(args.filter))
     return print_results(results, args.json)
@@ -218,6 +271,8 @@ def print_results(results: list, as_json: bool) -> int:
         print(f"{'rank':>4}  {'id':<12} " + " ".join(f"{s:>8}" for s in stages) + "  text")
         for h in res.hits:
             text = h.text if len(h.text) <= 70 else h.text[:67] + "..."
+            if isinstance(h.metadata.get("image"), str):  # a Visualized-BGE index's document with an image
+                text = f"[image {os.path.basename(h.metadata['image'])}] {text}".strip()
             print(f"{h.rank:>4}  {h.id:<12} " + " ".join(f"{h.scores.get(s, float('nan')):8.4f}" for s in stages)
                   + f"  {text}")
     return 0
@@ -234,10 +289,22 @@ def extend_search(p: argparse.ArgumentParser, plain, default_corpus: str) -> Non
     p.add_argument("--rerank-depth", type=positive_int, default=None, help="candidates the reranker scores")
     p.add_argument("--filter", action="append", metavar="FIELD=VALUE", help="exact metadata value, repeatable")
     p.add_argument("--ef-search", type=positive_int, default=None, help="HNSW efSearch")
+    p.add_argument("--image", action="append", metavar="PATH",
+                   help="an image query (an index built with --visual-weights); with a query text: a composed query")
+    p.add_argument("--query", action="append", dest="query_option", metavar="TEXT",
+                   help="a query text (as the positional QUERY), repeatable")
+    p.add_argument("--visual-weights", default=None, metavar="PTH",
+                   help="a Visualized-BGE index: its checkpoint, if moved (default: the file the index records)")
     milvus.add_search_options(p)
 
     def run(args: argparse.Namespace) -> int:
+        args.query = list(args.query or []) + list(args.query_option or [])
+        if not args.query and not args.image:
+            raise UsageError("give a query text (or --image PATH with --index-dir)")
         if milvus.check_target(args):
+            if args.image:
+                raise UsageError("--image searches a persisted index built with --visual-weights (--index-dir), "
+                                 "not Milvus")
             return milvus.search_milvus(args)
         if args.index_dir:
             return search_index(args)
@@ -263,6 +330,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--corpus", required=True, help=".jsonl with id, text (title, metadata optional)")
     p.add_argument("--index-dir", required=True)
     _model_args(p, f"embedder (default: {DEFAULT_MODEL}); BGE-M3 adds sparse vectors")
+    p.add_argument("--visual-weights", default=None, metavar="PTH",
+                   help="a Visualized-BGE checkpoint (--model: its text model): documents may then have an 'image' "
+                        "path (relative to the corpus file's folder) and an optional text; dense vectors only")
     p.add_argument("--colbert", action="store_true", help="BGE-M3: also store ColBERT vectors for rescoring")
     p.add_argument("--dense-only", action="store_true", help="BGE-M3: store dense vectors only")
     p.add_argument("--factory", default="Flat", help="FAISS index: Flat (exact, default), HNSW32, IVF256,Flat ...")
@@ -276,6 +346,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--corpus", required=True)
     p.add_argument("--upsert", action="store_true", help="replace documents whose ids exist")
     _model_args(p, "the index's model (default: the one it records)")
+    p.add_argument("--visual-weights", default=None, metavar="PTH",
+                   help="a Visualized-BGE index: its checkpoint, if moved (default: the file the index records)")
     p.set_defaults(func=cmd_add)
     p = isub.add_parser("delete", help="delete documents by id")
     p.add_argument("--index-dir", required=True)

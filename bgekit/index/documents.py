@@ -43,19 +43,29 @@ class Documents:
         """The texts the model encodes: ``title + " " + text`` where a title is present."""
         return [f"{t} {x}".strip() if t else x for t, x in zip(self.titles, self.texts)]
 
+    def images(self) -> list[str | None]:
+        """Each document's image path (``metadata["image"]``, documents of a Visualized-BGE index), or None."""
+        return [m.get("image") if isinstance(m.get("image"), str) else None for m in self.metadata]
+
     def slice(self, start: int, end: int) -> "Documents":
         return Documents(self.ids[start:end], self.texts[start:end], self.titles[start:end], self.metadata[start:end])
 
 
-def _document(obj: Any, where: str) -> tuple[str, str, str | None, dict]:
+def _document(obj: Any, where: str, images: str | None = None) -> tuple[str, str, str | None, dict]:
+    """One document; with ``images`` (the folder image paths are relative to) an ``image`` path may stand in
+    for the text: it is made absolute, must be a file, and is kept as ``metadata["image"]``."""
     if not isinstance(obj, dict):
         raise ValueError(f"{where}: a document must be an object with 'id' and 'text', got {type(obj).__name__}")
     doc_id = obj.get("id", obj.get("_id"))
     if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)) or doc_id == "":
         raise ValueError(f"{where}: 'id' must be a non-empty string or an integer, got {doc_id!r:.60}")
     text, title = obj.get("text"), obj.get("title")
+    if images is not None and "image" in obj:
+        obj = {**obj, "image": _image_path(obj["image"], images, where)}
+        text = "" if text is None else text
     if not isinstance(text, str):
-        raise ValueError(f"{where}: 'text' must be a string, got {type(text).__name__}")
+        raise ValueError(f"{where}: 'text' must be a string, got {type(text).__name__}"
+                         + (" (or give an 'image' path)" if images is not None else ""))
     if title is not None and not isinstance(title, str):
         raise ValueError(f"{where}: 'title' must be a string, got {type(title).__name__}")
     meta = obj.get("metadata", {})
@@ -65,8 +75,21 @@ def _document(obj: Any, where: str) -> tuple[str, str, str | None, dict]:
     return str(doc_id), text, title or None, meta
 
 
-def as_documents(items: Iterable[Any], source: str = "documents") -> Documents:
+def _image_path(value: Any, folder: str, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{where}: 'image' must be a non-empty path string, got {value!r:.60}")
+    path = os.path.abspath(os.path.join(folder, value))
+    if not os.path.isfile(path):
+        raise ValueError(f"{where}: image file {value!r} does not exist ({path})")
+    return path
+
+
+def as_documents(items: Iterable[Any], source: str = "documents", images: str | None = None) -> Documents:
     """Validate documents given as dicts (``id``/``_id``, ``text``, optional ``title`` and ``metadata``).
+
+    Args:
+        images: for a Visualized-BGE index, the folder relative image paths start from: a document may then
+            have an ``image`` path, with or without a text.
 
     Raises:
         ValueError: a malformed document or a repeated id (naming its position).
@@ -76,7 +99,7 @@ def as_documents(items: Iterable[Any], source: str = "documents") -> Documents:
                  for i, x, t, m in zip(items.ids, items.texts, items.titles, items.metadata)]
     docs, seen = Documents(), {}
     for n, obj in enumerate(items):
-        doc_id, text, title, meta = _document(obj, f"{source}[{n}]")
+        doc_id, text, title, meta = _document(obj, f"{source}[{n}]", images)
         if doc_id in seen:
             raise ValueError(f"{source}[{n}]: id {doc_id!r} repeats {source}[{seen[doc_id]}]")
         seen[doc_id] = n
@@ -94,8 +117,11 @@ def _corpus_lines(path: str):
     return iter_jsonl(path, objects_only=False)
 
 
-def read_corpus(path: str) -> Documents:
-    """Read a .jsonl corpus (see module docstring); errors name the file and line."""
+def read_corpus(path: str, images: bool = False) -> Documents:
+    """Read a .jsonl corpus (see module docstring); errors name the file and line.
+
+    ``images``: documents may have an ``image`` path relative to the file's folder (a Visualized-BGE index).
+    """
     from bgekit.errors import InputError
 
     objs, lines = [], []
@@ -103,7 +129,7 @@ def read_corpus(path: str) -> Documents:
         objs.append(obj)
         lines.append(n)
     try:
-        return as_documents(objs, source="line")
+        return as_documents(objs, source="line", images=_folder(path) if images else None)
     except ValueError as e:  # "line[3]: ..." -> "file:line: ..."
         msg = str(e)
         pos = int(msg[msg.index("[") + 1: msg.index("]")])
@@ -118,13 +144,14 @@ class CorpusStream:
     :class:`Documents` chunks; ``len()`` is the number of documents.
     """
 
-    def __init__(self, path: str, chunk: int = 8192):
+    def __init__(self, path: str, chunk: int = 8192, images: bool = False):
         from bgekit.errors import InputError
 
         self.path, self.chunk, seen = path, chunk, {}
+        self.images = _folder(path) if images else None
         for n, obj in _corpus_lines(path):
             try:
-                doc_id = _document(obj, "")[0]
+                doc_id = _document(obj, "", self.images)[0]
             except ValueError as e:
                 raise InputError(f"{path}:{n}{e}") from None
             if doc_id in seen:
@@ -138,7 +165,7 @@ class CorpusStream:
     def __iter__(self):
         docs = Documents()
         for n, obj in _corpus_lines(self.path):
-            doc_id, text, title, meta = _document(obj, f"{self.path}:{n}")
+            doc_id, text, title, meta = _document(obj, f"{self.path}:{n}", self.images)
             docs.ids.append(doc_id), docs.texts.append(text), docs.titles.append(title), docs.metadata.append(meta)
             if len(docs) == self.chunk:
                 yield docs
@@ -147,9 +174,14 @@ class CorpusStream:
             yield docs
 
 
-def stream_corpus(path: str, chunk: int = 8192) -> CorpusStream:
-    """Check a .jsonl corpus and return it as a :class:`CorpusStream` for :func:`~bgekit.index.store.build_index`."""
-    return CorpusStream(path, chunk)
+def stream_corpus(path: str, chunk: int = 8192, images: bool = False) -> CorpusStream:
+    """Check a .jsonl corpus and return it as a :class:`CorpusStream` for :func:`~bgekit.index.store.build_index`
+    (``images``: see :func:`read_corpus`)."""
+    return CorpusStream(path, chunk, images)
+
+
+def _folder(path: str) -> str:
+    return os.path.dirname(os.path.abspath(path))
 
 
 # ---------------------------------------------------------------- the SQLite table

@@ -35,6 +35,8 @@ class ModelInfo:
         passage_*: how documents were encoded; query_*: the query side at build time (informational).
         spec: the model's :class:`~bgekit.registry.ModelSpec` as JSON.
         probe: raw embedding of :data:`PROBE_TEXT` (no instruction).
+        visual: a Visualized-BGE model's weights file (path, size, fingerprint), vision tower and image probe
+            (see :mod:`bgekit.visual.index`); None for text embedders.
     """
 
     name: str
@@ -51,10 +53,15 @@ class ModelInfo:
     query_instruction_format: str = "{}{}"
     spec: dict = field(default_factory=dict)
     probe: list = field(default_factory=list)
+    visual: dict | None = None
 
     @classmethod
     def of(cls, model: Any) -> "ModelInfo":
         """Describe a loaded bgekit embedder (an :class:`~bgekit.encoder.Embedder` or M3 embedder)."""
+        if getattr(model, "visual", False):
+            from bgekit.visual.index import describe
+
+            return cls(**describe(model))
         for attr in ("spec", "dim", "encode", "encode_corpus"):
             if not hasattr(model, attr):
                 raise TypeError(f"an index needs a bgekit embedder (Embedder / M3Embedder), got {type(model).__name__}")
@@ -99,6 +106,12 @@ class ModelInfo:
         if use not in uses:
             raise ValueError(f"unknown use {use!r}; valid: {', '.join(uses)}")
         other = ModelInfo.of(model)
+        if self.visual is not None or other.visual is not None:
+            from bgekit.visual.index import check
+
+            problem = check(self.visual, other.visual, self.name, use)
+            if problem:
+                raise IndexModelMismatch(problem)
         for name in uses[use]:
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine != theirs:

@@ -78,6 +78,38 @@ def _check_weights(weights: Any) -> dict[str, float]:
     return {**DEFAULT_WEIGHTS, **{k: float(w) for k, w in weights.items()}}
 
 
+def _queries(queries: Any, images: Any, info: Any) -> tuple[list[str], list | None, bool]:
+    """(texts, images or None, single): texts are "" where a row is an image alone."""
+    if images is None:
+        single = isinstance(queries, str)
+        texts = [queries] if single else queries
+        if not isinstance(texts, (list, tuple)) or not all(isinstance(q, str) for q in texts):
+            raise TypeError("queries must be a string or a list of strings")
+        return list(texts), None, single
+    if info.visual is None:
+        raise ValueError(f"image queries need an index built with a Visualized-BGE model; this one was built with "
+                         f"the text model {info.name!r}")
+    single = not isinstance(images, (list, tuple))
+    pictures = [images] if single else list(images)
+    if queries is None:
+        return [""] * len(pictures), pictures, single
+    texts = [queries] if isinstance(queries, str) else queries
+    if not isinstance(texts, (list, tuple)) or not all(isinstance(q, str) for q in texts):
+        raise TypeError("queries must be a string or a list of strings")
+    if len(texts) != len(pictures) or isinstance(queries, str) != single:
+        raise ValueError(f"composed queries pair images[i] with queries[i]: got {len(pictures)} image(s) and "
+                         f"{len(texts)} text(s)")
+    return list(texts), pictures, single
+
+
+def _labels(texts: list[str], pictures: list | None) -> list[str]:
+    """What each result's ``query`` says: the text, and the image (its path) for image queries."""
+    if pictures is None:
+        return texts
+    names = [p if isinstance(p, str) else f"<{type(p).__name__}>" for p in pictures]
+    return [f"[image {n}] {t}".strip() for t, n in zip(texts, names)]
+
+
 class Searcher:
     """Searches one index with its model and, optionally, a reranker.
 
@@ -102,7 +134,8 @@ class Searcher:
             self.store.model_info.check(self.model, use="query")
             self._checked = self.store.generation
 
-    def search(self, queries: str | Sequence[str], top_k: int = 10, *, mode: str = "dense",
+    def search(self, queries: str | Sequence[str] | None = None, top_k: int = 10, *, images: Any = None,
+               mode: str = "dense",
                fusion: str = "weighted_sum", weights: dict | None = None, colbert: bool = False,
                candidates: int | None = None, rerank: bool | None = None, rerank_depth: int | None = None,
                filter: dict | None = None, rrf_k: int = 60) -> SearchResult | list[SearchResult]:
@@ -110,6 +143,8 @@ class Searcher:
 
         Args:
             queries: query text(s); the model's query instruction is applied.
+            images: image queries (an index built with a Visualized-BGE model): one image or a list (paths, PIL
+                images, uint8 arrays); with ``queries`` too, image i and text i form one composed query.
             top_k: hits per query (fewer when fewer documents match).
             mode: "dense", "sparse" or "hybrid" (dense + sparse; sparse needs a BGE-M3 index).
             fusion: "weighted_sum" (of exact scores) or "rrf" (reciprocal-rank fusion), when several signals run.
@@ -121,10 +156,7 @@ class Searcher:
             filter: exact metadata values, e.g. ``{"lang": "en", "year": [2023, 2024]}`` (a list: any of).
             rrf_k: the RRF constant.
         """
-        single = isinstance(queries, str)
-        texts = [queries] if single else queries
-        if not isinstance(texts, (list, tuple)) or not all(isinstance(q, str) for q in texts):
-            raise TypeError("queries must be a string or a list of strings")
+        texts, pictures, single = _queries(queries, images, self.store.model_info)
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
         if fusion not in FUSIONS:
@@ -134,6 +166,8 @@ class Searcher:
         rerank = self.reranker is not None if rerank is None else bool(rerank)
         if rerank and self.reranker is None:
             raise ValueError("rerank=True needs a Searcher created with a reranker")
+        if rerank and pictures is not None:
+            raise ValueError("a reranker reads texts: image queries cannot be reranked (rerank=False)")
         if self.store.reload():
             self._check_model()
         signals = MODES[mode] + (("colbert",) if colbert else ())
@@ -147,12 +181,12 @@ class Searcher:
         depth = min(_check_int(candidates, "candidates", True) or (max(top_k, DEFAULT_POOL) if rescored else top_k),
                     available)
         if not texts or depth == 0:
-            results = [SearchResult(q, [], signals) for q in texts]
+            results = [SearchResult(q, [], signals) for q in _labels(texts, pictures)]
         else:
-            qv = encode(self.model, list(texts), "query", signals)
+            qv = encode(self.model, list(texts), "query", signals, images=pictures)
             pool, stage = self._score_pool(qv, signals, depth, allowed)
             order_scores, order_ids = self._fuse(pool, stage, signals, fusion, weights, rrf_k)
-            results = self._finish(texts, order_ids, order_scores, pool, stage, signals, top_k, rerank,
+            results = self._finish(_labels(texts, pictures), order_ids, order_scores, pool, stage, signals, top_k, rerank,
                                    _check_int(rerank_depth, "rerank_depth", True))
         return results[0] if single else results
 

@@ -210,7 +210,7 @@ class IndexStore:
         """
         from bgekit.index import changes
 
-        docs = D.as_documents(documents)
+        docs = D.as_documents(documents, images=os.getcwd() if self.model_info.visual is not None else None)
         if vectors is None:
             if model is None:
                 raise ValueError("add needs the index's model to encode documents, or precomputed vectors")
@@ -314,13 +314,15 @@ def build_index(path: str, model: Any, documents: Any, *, outputs: Sequence[str]
     m3 = hasattr(model, "encode_multi")
     outputs = _check_outputs(outputs or (("dense", "sparse") if m3 else ("dense",)) + (("colbert",) if colbert else ()))
     info = ModelInfo.of(model)
+    if info.visual is not None and outputs != ("dense",):
+        raise ValueError(f"a Visualized-BGE index holds dense vectors only; outputs {list(outputs)} need a BGE-M3 model")
     DenseIndex(info.dim, factory=factory, metric=metric, search_params=search_params)  # fail early on bad settings
     if isinstance(documents, D.CorpusStream):
         if vectors is not None:
             raise ValueError("precomputed vectors need the documents in memory, not a streamed corpus")
         chunks, total = documents, len(documents)
     else:
-        docs = D.as_documents(documents)
+        docs = D.as_documents(documents, images=os.getcwd() if info.visual is not None else None)
         chunks, total = [docs], len(docs)
         if vectors is not None:
             vectors = _check_vectors(vectors, len(docs), outputs, info)
@@ -357,7 +359,8 @@ def _fill(writer: SegmentWriter, chunks: Iterable[D.Documents], total: int, mode
         for docs in chunks:
             for start in range(0, len(docs), ENCODE_CHUNK):
                 part = docs.slice(start, min(start + ENCODE_CHUNK, len(docs)))
-                enc = encode(model, part.for_encoding(), "passage", outputs, batch_size)
+                images = part.images() if info.visual is not None else None
+                enc = encode(model, part.for_encoding(), "passage", outputs, batch_size, images=images)
                 writer.append(part, _check_vectors(enc, len(part), outputs, info))
                 bar.update(len(part))
 

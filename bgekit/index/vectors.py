@@ -22,11 +22,21 @@ class Vectors:
 
 
 def encode(model: Any, texts: list[str], role: str, outputs: Sequence[str], batch_size: int | None = None,
-           show_progress: bool | None = False) -> Vectors:
-    """Encode ``texts`` as "query" or "passage" into the asked outputs (sparse / ColBERT need BGE-M3)."""
+           show_progress: bool | None = False, images: Sequence[Any] | None = None) -> Vectors:
+    """Encode ``texts`` as "query" or "passage" into the asked outputs (sparse / ColBERT need BGE-M3).
+
+    ``images`` (a Visualized-BGE model only): one image or None per row, encoded with the row's text, if any.
+    """
     roles = {"query": "encode_queries", "passage": "encode_corpus"}
     if role not in roles:
         raise ValueError(f"unknown role {role!r}; valid: {', '.join(roles)}")
+    if getattr(model, "visual", False):
+        from bgekit.visual.index import encode as encode_visual
+
+        return Vectors(encode_visual(model, texts, images, outputs, batch_size, show_progress))
+    if images is not None and any(i is not None for i in images):
+        raise ValueError(f"image queries or documents need a Visualized-BGE model; {type(model).__name__} "
+                         "encodes texts only")
     if hasattr(model, "encode_multi"):
         out = model.encode_multi(texts, role=role, outputs=tuple(outputs), batch_size=batch_size, show_progress=show_progress)
         return Vectors(out.dense, out.sparse, out.colbert)

@@ -44,6 +44,8 @@ class VisualEmbedder:
         (1, 32)
     """
 
+    visual = True  # what bgekit.index recognises a Visualized-BGE model by
+
     def __init__(self, model_name_or_path: str, model_weight: str, *, vision_config: Any = None,
                  pooling: str = "cls", normalize: bool = True, device: Any = None, dtype: str | None = None,
                  use_fp16: bool = False, use_bf16: bool = False, batch_size: int = 64,
@@ -77,6 +79,21 @@ class VisualEmbedder:
     @property
     def image_size(self) -> int:
         return self.vision.image_size
+
+    @property
+    def passage_max_length(self) -> int:
+        """Tokens per text alone (what a server counts texts against)."""
+        return self.max_length or self.model.text_limit
+
+    query_max_length = passage_max_length
+
+    def encode_queries(self, queries: Any, **kwargs: Any):
+        """Texts as queries: Visualized-BGE adds no instruction, so the same as ``encode(texts=queries)``."""
+        return self.encode(texts=queries, **kwargs)
+
+    def encode_corpus(self, corpus: Any, **kwargs: Any):
+        """Texts as passages: the same as ``encode(texts=corpus)``."""
+        return self.encode(texts=corpus, **kwargs)
 
     def _check_max_length(self, value: Any) -> int:
         return backends.check_length(value, "max_length", self.model.text_limit)
