@@ -15,6 +15,9 @@ the server wants an API key, and only then is the key box shown, with what it is
 - Keyboard: ``/`` focuses the query, Enter searches, ``j`` / ``k`` (or the arrow keys) move between hits,
   ``o`` or Enter expands the selected hit, Escape returns to the query.
 - Document text reaches the page through ``textContent`` / text nodes only, never as HTML.
+- An index built with a Visualized-BGE model (``render(..., images=True)``): hits with an image show a thumbnail
+  (``GET /document-image?id=``, fetched with the key like every request), and an image file can be chosen as
+  the query (alone, or with the text as a composed query), sent base64 to ``POST /search/image``.
 """
 
 STYLE = """
@@ -53,6 +56,10 @@ STYLE = """
  footer { margin-top: 2rem; border-top: 1px solid var(--line); padding-top: .6rem; font-size: .85rem; color: var(--muted); }
  kbd { border: 1px solid #c8c8d0; border-bottom-width: 2px; border-radius: .25rem; padding: 0 .3em; font-size: .8em; }
  a { color: var(--accent); }
+ .hit.with-thumb { display: grid; grid-template-columns: 6.5rem 1fr; gap: 0 .8rem; }
+ .thumb { width: 6.5rem; height: 6.5rem; object-fit: cover; border-radius: .3rem; background: var(--line);
+          grid-row: span 4; }
+ #image-preview { height: 2.2rem; width: 2.2rem; object-fit: cover; border-radius: .2rem; vertical-align: middle; }
  @media (max-width: 480px) { body { padding: .6rem; } h1 { font-size: 1.25rem; } form { grid-template-columns: 1fr; }
    #go { width: 100%; } }
 """
@@ -68,6 +75,10 @@ BODY = """
     <label>hits <input id="top-k" type="number" name="top_k" min="1" max="100" value="10"></label>
     <label id="rerank-label" hidden title="rescore the top hits with the server's reranker">
       <input id="rerank" type="checkbox" name="rerank"> rerank</label>
+    <span id="image-row" hidden><label title="search by an image, alone or with the text">image
+      <input id="image" type="file" name="image" accept="image/*"></label>
+      <img id="image-preview" alt="the query image" hidden>
+      <button id="clear-image" type="button" hidden>clear image</button></span>
   </div>
   <div id="key-row" hidden>
     <label>API key <input id="api-key" type="password" autocomplete="off" placeholder="the server's --api-key"></label>
@@ -90,11 +101,37 @@ BODY = """
 SCRIPT = r"""
 const $ = (id) => document.getElementById(id);
 const form = $("search-form"), statusBox = $("status"), list = $("hits"), keyBox = $("api-key");
-const modeBox = $("mode"), rerankBox = $("rerank");
+const modeBox = $("mode"), rerankBox = $("rerank"), imageBox = $("image");
+const IMAGES = __IMAGES__;  // the index was built with a Visualized-BGE model
 const MODES = {dense: ["dense"], sparse: ["sparse"], hybrid: ["dense", "sparse"]};
 const STOP = new Set("a an and are as at be by do does for from how in is it of on or the to was what when where which who why with".split(" "));
 let hasReranker = false;
 keyBox.value = localStorage.getItem("bgekit-api-key") || "";
+$("image-row").hidden = !IMAGES;
+
+function authHeaders() { return keyBox.value ? {"Authorization": "Bearer " + keyBox.value} : {}; }
+function chosenImage() { return IMAGES && imageBox.files.length ? imageBox.files[0] : null; }
+function showChosen() {
+  const file = chosenImage();
+  $("query").required = !file;
+  $("clear-image").hidden = $("image-preview").hidden = !file;
+  if (file) $("image-preview").src = URL.createObjectURL(file);
+}
+imageBox.addEventListener("change", showChosen);
+$("clear-image").addEventListener("click", () => { imageBox.value = ""; showChosen(); $("query").focus(); });
+function asDataUrl(file) {
+  return new Promise((ok, fail) => {
+    const reader = new FileReader();
+    reader.onload = () => ok(reader.result); reader.onerror = () => fail(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+async function loadThumb(img, id) {  // fetched with the key: an <img src> could not send it
+  try {
+    const response = await fetch("/document-image?id=" + encodeURIComponent(id), {headers: authHeaders()});
+    if (response.ok) img.src = URL.createObjectURL(await response.blob());
+  } catch (err) { /* no thumbnail */ }
+}
 
 function setModes(outputs) {
   const keep = modeBox.value;
@@ -190,6 +227,12 @@ function hitItem(hit, stages, pattern) {
     li._texts = {short: short.text, full: hit.text, pattern};
     li.append(more);
   }
+  if (IMAGES && typeof (hit.metadata || {}).image === "string") {
+    const img = document.createElement("img");
+    img.className = "thumb"; img.alt = "image of " + hit.id;
+    li.classList.add("with-thumb"); li.prepend(img);
+    loadThumb(img, hit.id);
+  }
   const scores = document.createElement("div"); scores.className = "scores";
   const final = document.createElement("span"); const b = document.createElement("b");
   b.textContent = fmt(hit.score); final.append("score ", b);
@@ -214,16 +257,18 @@ function toggle(li) {
 }
 
 async function search() {
-  const query = $("query").value.trim();
-  if (!query) return;
+  const query = $("query").value.trim(), file = chosenImage();
+  if (!query && !file) return;
   const body = {query, mode: modeBox.value, top_k: parseInt($("top-k").value, 10) || 10};
   if (hasReranker) body.rerank = rerankBox.checked;
-  const headers = {"Content-Type": "application/json"};
-  if (keyBox.value) { headers["Authorization"] = "Bearer " + keyBox.value; localStorage.setItem("bgekit-api-key", keyBox.value); }
+  const headers = {"Content-Type": "application/json", ...authHeaders()};
+  if (keyBox.value) localStorage.setItem("bgekit-api-key", keyBox.value);
   statusBox.className = ""; statusBox.textContent = "searching\u2026";
   const started = performance.now();
   try {
-    const response = await fetch("/search", {method: "POST", headers, body: JSON.stringify(body)});
+    const route = file ? "/search/image" : "/search";
+    const sent = file ? {image: await asDataUrl(file), query: query || null, top_k: body.top_k} : body;
+    const response = await fetch(route, {method: "POST", headers, body: JSON.stringify(sent)});
     const data = await response.json();
     if (!response.ok) {
       const message = (data.error && (data.error.message || data.error)) || response.statusText;
@@ -236,7 +281,7 @@ async function search() {
     list.replaceChildren(...data.hits.map((hit) => hitItem(hit, data.stages, pattern)));
     statusBox.textContent = data.hits.length + " hits in " + Math.round(performance.now() - started) + " ms \u00b7 "
       + data.stages.join(" \u2192 ");
-    history.replaceState(null, "", "?q=" + encodeURIComponent(query) + "&mode=" + body.mode);
+    if (!file) history.replaceState(null, "", "?q=" + encodeURIComponent(query) + "&mode=" + body.mode);
   } catch (err) {
     list.replaceChildren();
     statusBox.className = "error";
@@ -273,8 +318,8 @@ PAGE = ("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n
         "</head>\n<body>" + BODY + "<script>" + SCRIPT + "</script>\n</body>\n</html>\n")
 
 
-def render(status: str) -> str:
-    """The page with a first status line (HTML-escaped).
+def render(status: str, images: bool = False) -> str:
+    """The page with a first status line (HTML-escaped); ``images``: offer image queries and show thumbnails.
 
     Example:
         >>> page = render("Search <the> index.")
@@ -283,4 +328,4 @@ def render(status: str) -> str:
     """
     import html
 
-    return PAGE.replace("__STATUS__", html.escape(status))
+    return PAGE.replace("__STATUS__", html.escape(status)).replace("__IMAGES__", "true" if images else "false")

@@ -3,6 +3,10 @@
 A search runs on a model thread like every model call (queries are batched with other searches of the same
 options). An index rebuilt under the running server with another model answers 503 naming the mismatch (and
 ``/health`` reports it), not a 400 about the request.
+
+An index built with a Visualized-BGE model also has ``POST /search/image`` (one image, base64 in JSON, with an
+optional query text: the server encodes it) and ``GET /document-image?id=ID``, which serves the image of a
+document of the index, found by its id (never a path from the request).
 """
 from __future__ import annotations
 
@@ -45,4 +49,13 @@ def register(app, ctx) -> None:
     @app.get("/")
     async def page():
         status = "Search the index." if engine.searcher is not None else "No index loaded: start with --index-dir."
-        return HTMLResponse(render(status))
+        return HTMLResponse(render(status, images=_visual(engine)))
+
+    from bgekit.serve import search_image
+
+    search_image.register(app, ctx)
+
+
+def _visual(engine) -> bool:
+    searcher = engine.searcher
+    return bool(searcher is not None and getattr(getattr(searcher.store, "model_info", None), "visual", None))
