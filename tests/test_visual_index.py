@@ -208,3 +208,20 @@ def test_image_query_on_a_text_index_is_an_error(tmp_path, capsys):
     assert code != 0 and "--image" in capsys.readouterr().err
     assert main(["search", "--index-dir", store.path]) != 0
     assert "give a query text" in capsys.readouterr().err
+
+
+def test_index_add_reloads_the_recorded_model(corpus, tmp_path, emb, capsys):
+    import shutil
+
+    from bgekit.index.store import open_index
+
+    target = tmp_path / "ix"
+    assert main(["index", "build", "--corpus", str(corpus / "docs.jsonl"), "--index-dir", str(target), *MODEL]) == 0
+    shutil.copy(corpus / "imgs" / "p2.png", tmp_path / "new.png")
+    (tmp_path / "more.jsonl").write_text(json.dumps({"id": "new", "image": "new.png", "text": "a new one"}) + "\n")
+    assert main(["index", "add", "--index-dir", str(target), "--corpus", str(tmp_path / "more.jsonl")]) == 0
+    store = open_index(str(target))
+    row = store.rows(["new"])["new"]
+    assert store.count == N + 1 and store.documents([row])[row][3]["image"] == str(tmp_path / "new.png")
+    np.testing.assert_allclose(np.asarray(store.dense_vectors[row]),
+                               emb.encode(texts="a new one", images=str(tmp_path / "new.png")), atol=1e-5)
