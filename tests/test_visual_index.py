@@ -208,6 +208,16 @@ def test_image_query_on_a_text_index_is_an_error(tmp_path, capsys):
     assert code != 0 and "--image" in capsys.readouterr().err
     assert main(["search", "--index-dir", store.path]) != 0
     assert "give a query text" in capsys.readouterr().err
+    assert main(["search", "--index-dir", store.path, "red", "--visual-weights", WEIGHTS]) != 0
+    assert "--visual-weights applies to an index built with a Visualized-BGE model" in capsys.readouterr().err
+
+
+def test_index_info_shows_the_weights(index_dir, capsys):
+    capsys.readouterr()
+    assert main(["index", "info", "--index-dir", index_dir, "--json"]) == 0
+    model = json.loads(capsys.readouterr().out)["model"]
+    assert model["kind"] == "visual" and model["visual"]["weights"] == WEIGHTS
+    assert "image_probe" not in model["visual"] and model["visual"]["vision"] == "EVA02-CLIP-tiny"
 
 
 def test_index_add_reloads_the_recorded_model(corpus, tmp_path, emb, capsys):

@@ -173,6 +173,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     store.check()  # the full check: a damaged document table is reported, not described as healthy
     m = dict(store.manifest)
     m["model"] = {k: v for k, v in m["model"].items() if k != "probe"}
+    if m["model"].get("visual"):  # a Visualized-BGE index: its image probe is as unreadable as the text probe
+        m["model"]["visual"] = {k: v for k, v in m["model"]["visual"].items() if k != "image_probe"}
     if args.json:
         print(json.dumps(m, indent=2, ensure_ascii=False))
         return 0
