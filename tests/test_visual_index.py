@@ -152,7 +152,7 @@ def test_another_checkpoint_is_refused(index_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code != 0 and "(fingerprint differs)" in err and "Traceback" not in err
     moved = tmp_path / "moved.pth"  # the same checkpoint elsewhere is accepted
-    moved.write_bytes(open(WEIGHTS, "rb").read())
+    moved.write_bytes((ROOT / "Visualized_bge-tiny.pth").read_bytes())
     assert main(["search", "--index-dir", index_dir, "picture", "--visual-weights", str(moved), "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)[0]["hits"]) == 3
 

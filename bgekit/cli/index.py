@@ -11,6 +11,7 @@ from typing import Any
 from bgekit.cli import milvus
 from bgekit.cli.checks import check_devices, check_extras, check_input, check_output_dir, positive_int, refuse
 from bgekit.errors import UsageError
+from bgekit.visual import cli as visual_cli
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
@@ -37,30 +38,11 @@ def _load_model(name: str, args: argparse.Namespace):
 def _index_model(args: argparse.Namespace, store) -> Any:
     """--model, or the model the index records (a Visualized-BGE index: its text model and weights file)."""
     if store.model_info.visual is not None:
-        return _visual_model(args, store.model_info)
+        return visual_cli.index_model(args, store.model_info)
     if getattr(args, "visual_weights", None):
         raise UsageError(f"--visual-weights applies to an index built with a Visualized-BGE model; {store.path!r} "
                          f"was built with the text model {store.model_info.name!r}")
     return _load_model(args.model or store.model_info.name, args)
-
-
-def _visual_model(args: argparse.Namespace, info=None) -> Any:
-    """A VisualEmbedder from --model and --visual-weights (each defaulting to what ``info`` records)."""
-    from dataclasses import replace
-
-    from bgekit.visual.index import load
-
-    if getattr(args, "device", None) and len(args.device) > 1:
-        raise UsageError(f"--visual-weights encodes on one device; got --device {' '.join(args.device)}")
-    given = {"device": (getattr(args, "device", None) or [None])[0], "dtype": getattr(args, "dtype", None),
-             "batch_size": getattr(args, "batch_size", None), "max_length": getattr(args, "max_length", None)}
-    kwargs = {k: v for k, v in given.items() if v is not None}
-    if info is None:
-        from bgekit.visual.embedder import VisualEmbedder
-
-        return VisualEmbedder(args.model, args.visual_weights, **kwargs)
-    info = replace(info, name=args.model or info.name)
-    return load(info, getattr(args, "visual_weights", None), **kwargs)
 
 
 def _load_reranker(name: str | None, args: argparse.Namespace):
@@ -98,9 +80,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     if os.path.isdir(args.index_dir) and read_pointer(args.index_dir) is not None and not args.overwrite:
         raise UsageError(f"an index already exists in {args.index_dir!r}; add to it (bgekit index add), "
                          "or rebuild it with --overwrite")
-    visual = _check_visual_build(args)
+    visual = visual_cli.check_index_build(args)
     docs = read_corpus(args.corpus) if use_ray else stream_corpus(args.corpus, images=visual)  # checked, then streamed
-    model = _visual_model(args) if visual else _load_model(args.model or DEFAULT_MODEL, args)
+    model = visual_cli.index_model(args) if visual else _load_model(args.model or DEFAULT_MODEL, args)
     if not hasattr(model, "encode_multi") and not visual:
         from bgekit.errors import ModelMismatch
 
@@ -116,21 +98,6 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"built {store.path}: {store.count} documents, {', '.join(store.outputs)}, "
           f"{store.manifest['dense']['factory']} ({store.generation})", file=sys.stderr)
     return 0
-
-
-def _check_visual_build(args: argparse.Namespace) -> bool:
-    """--visual-weights: a Visualized-BGE index (dense only; --model names its text model)."""
-    if not args.visual_weights:
-        return False
-    for flag in ("--colbert", "--dense-only", "--ray"):
-        if getattr(args, flag[2:].replace("-", "_"), False):
-            raise UsageError(f"{flag} cannot apply with --visual-weights (a Visualized-BGE index holds dense "
-                             "vectors only, encoded in this process)")
-    if not args.model:
-        raise UsageError("--visual-weights needs --model, the checkpoint's text model (BAAI/bge-base-en-v1.5, "
-                         "BAAI/bge-m3, or a folder with its config and tokenizer)")
-    check_input(args.visual_weights, "--visual-weights")
-    return True
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -241,18 +208,7 @@ def search_index(args: argparse.Namespace) -> int:
     check_devices(args.device)
     store = open_index(args.index_dir, search_params=_search_params(args))
     _check_ef_search(args.ef_search, store.manifest["dense"]["factory"])
-    images = getattr(args, "image", None)
-    if images and store.model_info.visual is None:
-        raise UsageError(f"--image needs an index built with a Visualized-BGE model (bgekit index build "
-                         f"--visual-weights); {store.path!r} was built with the text model {store.model_info.name!r}")
-    if images:
-        from bgekit.visual.images import check_image
-
-        if args.query and len(args.query) != len(images):
-            raise UsageError(f"--image pairs with one query text each: got {len(images)} --image and "
-                             f"{len(args.query)} quer{'y' if len(args.query) == 1 else 'ies'}")
-        for image in images:
-            check_image(image, "--image")
+    images = visual_cli.check_image_queries(args, store)
     searcher = Searcher(store, _index_model(args, store), _load_reranker(args.reranker, args))
     results = searcher.search(list(args.query) or None, images=images or None, top_k=args.top_k, mode=args.mode,
                               fusion=args.fusion,

@@ -1,10 +1,12 @@
 """``bgekit encode --visual-weights``: images (a folder, or jsonl with an ``image`` field and optional text) and
-texts into Visualized-BGE vectors. The options live here; bgekit.cli.embed only hands over."""
+texts into Visualized-BGE vectors; and the Visualized-BGE parts of ``bgekit index`` and ``bgekit search --index-dir``.
+The options live here; bgekit.cli.embed and bgekit.cli.index only hand over."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from typing import Any
 
 from bgekit.errors import InputError, InputFileError, UsageError
 
@@ -100,3 +102,60 @@ def encode(args: argparse.Namespace) -> int:
     print(f"encoded {len(texts)} items ({n_images} with an image) with {args.model} + {args.visual_weights} "
           f"-> {args.output}", file=sys.stderr)
     return 0
+
+
+# ---------------------------------------------------------------- the persisted index
+
+def check_index_build(args: argparse.Namespace) -> bool:
+    """--visual-weights: a Visualized-BGE index (dense only; --model names its text model)."""
+    if not args.visual_weights:
+        return False
+    for flag in ("--colbert", "--dense-only", "--ray"):
+        if getattr(args, flag[2:].replace("-", "_"), False):
+            raise UsageError(f"{flag} cannot apply with --visual-weights (a Visualized-BGE index holds dense "
+                             "vectors only, encoded in this process)")
+    if not args.model:
+        raise UsageError("--visual-weights needs --model, the checkpoint's text model (BAAI/bge-base-en-v1.5, "
+                         "BAAI/bge-m3, or a folder with its config and tokenizer)")
+    from bgekit.cli.checks import check_input
+
+    check_input(args.visual_weights, "--visual-weights")
+    return True
+
+
+def index_model(args: argparse.Namespace, info=None) -> Any:
+    """A VisualEmbedder from --model and --visual-weights (each defaulting to what ``info`` records)."""
+    from dataclasses import replace
+
+    from bgekit.visual.index import load
+
+    if getattr(args, "device", None) and len(args.device) > 1:
+        raise UsageError(f"--visual-weights encodes on one device; got --device {' '.join(args.device)}")
+    given = {"device": (getattr(args, "device", None) or [None])[0], "dtype": getattr(args, "dtype", None),
+             "batch_size": getattr(args, "batch_size", None), "max_length": getattr(args, "max_length", None)}
+    kwargs = {k: v for k, v in given.items() if v is not None}
+    if info is None:
+        from bgekit.visual.embedder import VisualEmbedder
+
+        return VisualEmbedder(args.model, args.visual_weights, **kwargs)
+    info = replace(info, name=args.model or info.name)
+    return load(info, getattr(args, "visual_weights", None), **kwargs)
+
+
+def check_image_queries(args: argparse.Namespace, store) -> list[str] | None:
+    """``bgekit search --index-dir DIR --image PATH``: the index must be a Visualized-BGE one, every image readable,
+    and query texts, if any, one per image. Returns the images (None without --image)."""
+    from bgekit.visual.images import check_image
+
+    images = getattr(args, "image", None)
+    if not images:
+        return None
+    if store.model_info.visual is None:
+        raise UsageError(f"--image needs an index built with a Visualized-BGE model (bgekit index build "
+                         f"--visual-weights); {store.path!r} was built with the text model {store.model_info.name!r}")
+    if args.query and len(args.query) != len(images):
+        raise UsageError(f"--image pairs with one query text each: got {len(images)} --image and "
+                         f"{len(args.query)} quer{'y' if len(args.query) == 1 else 'ies'}")
+    for image in images:
+        check_image(image, "--image")
+    return images
