@@ -140,12 +140,19 @@ def test_another_checkpoint_is_refused(index_dir, tmp_path, capsys):
     from bgekit.index.store import open_index
 
     state = torch.load(WEIGHTS, map_location="cpu", weights_only=True)
-    key = next(k for k in state if "visual" in k and state[k].dtype.is_floating_point)
+    key = "model_visual.visual.patch_embed.proj.weight"  # only the vision tower differs
     state[key] = state[key] + 0.5
     other = tmp_path / "other.pth"
     torch.save(state, other)
+    model = VisualEmbedder(TEXT, str(other), vision_config=str(ROOT / "EVA02-CLIP-tiny.json"))
+    store = open_index(index_dir)
     with pytest.raises(IndexModelMismatch, match="another file"):
-        Searcher(open_index(index_dir), VisualEmbedder(TEXT, str(other), vision_config=str(ROOT / "EVA02-CLIP-tiny.json")))
+        Searcher(store, model)
+    # the image probe alone also tells the towers apart (the text probe cannot: the text weights are the same)
+    from bgekit.visual.index import check, describe
+
+    theirs = {**describe(model)["visual"], "fingerprint": store.model_info.visual["fingerprint"]}
+    assert "does not reproduce the index's image probe" in check(store.model_info.visual, theirs, TEXT, "query")
     # the CLI reloads the recorded tower (no config beside other.pth needed) and refuses the weights
     code = main(["search", "--index-dir", index_dir, "--image", str(GOLDEN / "images" / "rgb_48x40.png"),
                  "--visual-weights", str(other)])
