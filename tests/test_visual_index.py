@@ -242,3 +242,19 @@ def test_index_add_reloads_the_recorded_model(corpus, tmp_path, emb, capsys):
     assert store.count == N + 1 and store.documents([row])[row][3]["image"] == str(tmp_path / "new.png")
     np.testing.assert_allclose(np.asarray(store.dense_vectors[row]),
                                emb.encode(texts="a new one", images=str(tmp_path / "new.png")), atol=1e-5)
+
+
+def test_milvus_export_of_an_image_index_reloads_its_visual_model(index_dir, tmp_path, capsys):
+    """The collection records the Visualized-BGE model; text search through Milvus equals the local index's."""
+    pytest.importorskip("pymilvus")
+    pytest.importorskip("milvus_lite")
+    uri = str(tmp_path / "m.db")
+    assert main(["index", "export-milvus", "--index-dir", index_dir, "--milvus-uri", uri, "--collection", "pics"]) == 0
+    argv = ["search", "picture number 3", "--top-k", "4", "--json"]
+    capsys.readouterr()
+    assert main(argv + ["--index-dir", index_dir]) == 0
+    ours = json.loads(capsys.readouterr().out)[0]["hits"]
+    assert main(argv + ["--milvus-uri", uri, "--collection", "pics"]) == 0, capsys.readouterr().err
+    theirs = json.loads(capsys.readouterr().out)[0]["hits"]
+    assert [h["id"] for h in theirs] == [h["id"] for h in ours]
+    assert [h["score"] for h in theirs] == pytest.approx([h["score"] for h in ours], abs=1e-5)

@@ -41,13 +41,13 @@ def check_target(args: argparse.Namespace) -> bool:
 
 def milvus_searcher(args: argparse.Namespace):
     """A MilvusSearcher over --milvus-uri/--collection with --model (default: the collection's model) and --reranker."""
-    from bgekit.cli.index import _load_model, _load_reranker
+    from bgekit.cli.index import _index_model, _load_reranker
     from bgekit.index.milvus_search import MilvusCollection, MilvusSearcher
 
     check_devices(args.device)
     client = _client(args.milvus_uri)
     record = MilvusCollection(client, args.collection, args.milvus_uri)  # a wrong name fails before a model loads
-    model = _load_model(args.model or record.model_info.name, args)
+    model = _index_model(args, record)  # --model, or the collection's model (a Visualized-BGE one with its weights)
     return MilvusSearcher(client, args.collection, model, _load_reranker(args.reranker, args), uri=args.milvus_uri)
 
 
