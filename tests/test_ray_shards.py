@@ -123,3 +123,46 @@ def test_import_stays_light():
             "heavy = [m for m in ('ray', 'pyarrow') if m in sys.modules]; print(heavy); assert not heavy")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module")
+def m3():
+    from golden import GOLDEN
+
+    from bgekit import M3Embedder
+
+    return M3Embedder(str(GOLDEN / "models" / "m3"), devices="cpu")
+
+
+def test_a_streamed_build_takes_its_vectors_from_shards_a_chunk_at_a_time(tmp_path, m3):
+    """What `bgekit index build --ray` does: the corpus streamed in chunks, each chunk's vectors read from the shards
+    (which are cut elsewhere); the index equals a local build; shards with other ids build nothing."""
+    from bgekit.index.documents import stream_corpus
+    from bgekit.index.store import build_index
+    from bgekit.index.vectors import encode
+
+    docs = [{"id": f"d{i}", "text": f"document {i} about {'pandas' if i % 3 else 'bamboo'} and more words" * (1 + i % 4)}
+            for i in range(11)]
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    enc = encode(m3, [d["text"] for d in docs], "passage", ("dense", "sparse"))
+    with ShardWriter(str(tmp_path / "emb"), ("dense", "sparse"), shard_rows=4) as w:
+        w.add([d["id"] for d in docs], enc.dense, enc.sparse)
+        w.commit()
+    shards = read_shards(str(tmp_path / "emb"))
+    streamed = build_index(str(tmp_path / "a"), m3, stream_corpus(str(corpus), chunk=3), vectors=shards.reader(),
+                           show_progress=False)
+    local = build_index(str(tmp_path / "b"), m3, docs, show_progress=False)
+    assert streamed.count == local.count == 11
+    np.testing.assert_allclose(np.asarray(streamed.dense_vectors[:11]), np.asarray(local.dense_vectors[:11]), atol=1e-6)
+    np.testing.assert_allclose(streamed.sparse.matrix.toarray(), local.sparse.matrix.toarray(), atol=1e-6)
+    rows = streamed.documents(range(11))
+    assert [rows[r][0] for r in range(11)] == [d["id"] for d in docs]
+    (tmp_path / "c2.jsonl").write_text("".join(json.dumps({**d, "id": d["id"] + "x"} if i == 7 else d) + "\n"
+                                               for i, d in enumerate(docs)), encoding="utf-8")
+    with pytest.raises(InputError, match="row 7: the shards hold id 'd7' where 'd7x' was expected"):
+        build_index(str(tmp_path / "c"), m3, stream_corpus(str(tmp_path / "c2.jsonl"), chunk=3),
+                    vectors=shards.reader(), show_progress=False)
+    assert not (tmp_path / "c").exists() or not any(n.startswith("gen-") for n in os.listdir(tmp_path / "c"))
+    with pytest.raises(ValueError, match="row source of vectors"):
+        build_index(str(tmp_path / "d"), m3, docs, vectors=shards.reader(), show_progress=False)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -65,7 +66,7 @@ def _search_params(args: argparse.Namespace) -> dict | None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from bgekit.distributed import cli as ray_cli
-    from bgekit.index.documents import read_corpus, stream_corpus
+    from bgekit.index.documents import stream_corpus
     from bgekit.index.generation import read_pointer
     from bgekit.index.store import build_index
 
@@ -81,7 +82,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise UsageError(f"an index already exists in {args.index_dir!r}; add to it (bgekit index add), "
                          "or rebuild it with --overwrite")
     visual = visual_cli.check_index_build(args)
-    docs = read_corpus(args.corpus) if use_ray else stream_corpus(args.corpus, images=visual)  # checked, then streamed
+    docs = stream_corpus(args.corpus, images=visual)  # checked whole (ids only kept), then read a chunk at a time
     model = visual_cli.index_model(args) if visual else _load_model(args.model or DEFAULT_MODEL, args)
     if not hasattr(model, "encode_multi") and not visual:
         from bgekit.errors import ModelMismatch
@@ -91,10 +92,11 @@ def cmd_build(args: argparse.Namespace) -> int:
                 raise ModelMismatch(f"{flag} applies to BGE-M3 models; {model.model_name_or_path!r} is a "
                                     f"{model.spec.kind} embedder, which stores dense vectors only")
     outputs = ("dense",) if args.dense_only else None
-    vectors = ray_cli.index_vectors(args, docs, model, args.model or DEFAULT_MODEL, _model_kwargs(args)) if use_ray else None
-    store = build_index(args.index_dir, model, docs, outputs=outputs, colbert=args.colbert, factory=args.factory,
-                        metric=args.metric, search_params=_search_params(args), overwrite=args.overwrite,
-                        batch_size=args.batch_size, vectors=vectors)
+    with (ray_cli.index_vectors(args, docs, model, args.model or DEFAULT_MODEL, _model_kwargs(args)) if use_ray
+          else contextlib.nullcontext()) as vectors:
+        store = build_index(args.index_dir, model, docs, outputs=outputs, colbert=args.colbert, factory=args.factory,
+                            metric=args.metric, search_params=_search_params(args), overwrite=args.overwrite,
+                            batch_size=args.batch_size, vectors=vectors)
     print(f"built {store.path}: {store.count} documents, {', '.join(store.outputs)}, "
           f"{store.manifest['dense']['factory']} ({store.generation})", file=sys.stderr)
     return 0

@@ -7,11 +7,12 @@ Nothing here imports Ray until a command runs with ``--ray``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
-from typing import Any
+from typing import Any, Iterator
 
 from bgekit.cli.checks import positive_float, positive_int, refuse
 from bgekit.errors import BgekitError, UsageError
@@ -96,13 +97,14 @@ def encode(args: argparse.Namespace, model_kwargs: dict) -> int:
     return 0
 
 
-def index_vectors(args: argparse.Namespace, docs: Any, model: Any, model_name: str, model_kwargs: dict) -> Any:
-    """``bgekit index build ... --ray``: encode the corpus on Ray, return its :class:`~bgekit.index.store.Vectors`.
+@contextlib.contextmanager
+def index_vectors(args: argparse.Namespace, docs: Any, model: Any, model_name: str, model_kwargs: dict) -> Iterator[Any]:
+    """``bgekit index build ... --ray``: encode the corpus on Ray; yield a row source over its shards.
 
-    The shards go to a temporary folder beside the index and are removed once read back.
+    The index build takes the rows a chunk at a time (``take(ids)``, ids checked against the streamed corpus),
+    so neither the corpus nor its vectors are ever whole in memory. The shards go to a temporary folder beside
+    the index and are removed when the build is done.
     """
-    from bgekit.index.store import Vectors
-
     sparse = hasattr(model, "encode_multi") and not args.dense_only
     parent = os.path.dirname(os.path.abspath(args.index_dir))
     os.makedirs(parent, exist_ok=True)
@@ -111,11 +113,8 @@ def index_vectors(args: argparse.Namespace, docs: Any, model: Any, model_name: s
         shards = _run(args, args.corpus, os.path.join(tmp, "shards"), model_name, model_kwargs, kind="passage",
                       sparse=sparse, corpus=True)
         print(f"encoded {shards.count} documents with {model_name} on Ray", file=sys.stderr)
-        ids = shards.ids()
-        if ids != docs.ids:
-            at = next((i for i, (a, b) in enumerate(zip(ids, docs.ids)) if a != b), min(len(ids), len(docs.ids)))
-            raise BgekitError(f"the Ray encode returned {len(ids)} rows for {len(docs.ids)} documents, differing "
-                              f"from document {at} on; nothing was built")
-        return Vectors(dense=shards.dense(), sparse=shards.sparse() if sparse else None)
+        if shards.count != len(docs):
+            raise BgekitError(f"the Ray encode returned {shards.count} rows for {len(docs)} documents; nothing was built")
+        yield shards.reader()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

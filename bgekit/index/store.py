@@ -302,7 +302,10 @@ def build_index(path: str, model: Any, documents: Any, *, outputs: Sequence[str]
         outputs: what to store; default dense (+ sparse for BGE-M3, + colbert if ``colbert``).
         colbert: also store ColBERT vectors (BGE-M3; float16, memory-mapped) for rescoring.
         factory / metric / search_params: the FAISS index ("Flat" exact; "HNSW32", "IVF256,Flat"...).
-        vectors: precomputed vectors instead of encoding (``model`` is still recorded and probed).
+        vectors: precomputed vectors instead of encoding (``model`` is still recorded and probed): a
+            :class:`Vectors` for documents in memory, or, for a streamed corpus, a row source whose
+            ``take(ids) -> (dense, sparse or None)`` gives the next chunk's vectors in corpus order (the
+            :class:`~bgekit.distributed.shards.RowReader` of a Ray encode's shards).
         overwrite: replace an existing index.
         batch_size, show_progress: encoding settings.
 
@@ -318,10 +321,13 @@ def build_index(path: str, model: Any, documents: Any, *, outputs: Sequence[str]
         raise ValueError(f"a Visualized-BGE index holds dense vectors only; outputs {list(outputs)} need a BGE-M3 model")
     DenseIndex(info.dim, factory=factory, metric=metric, search_params=search_params)  # fail early on bad settings
     if isinstance(documents, D.CorpusStream):
-        if vectors is not None:
-            raise ValueError("precomputed vectors need the documents in memory, not a streamed corpus")
+        if vectors is not None and not hasattr(vectors, "take"):
+            raise ValueError("a streamed corpus takes its precomputed vectors from a row source with take(ids) "
+                             "(ShardSet.reader()), not from Vectors held in memory")
         chunks, total = documents, len(documents)
     else:
+        if vectors is not None and hasattr(vectors, "take"):
+            raise ValueError("a row source of vectors (take(ids)) goes with a streamed corpus (stream_corpus(path))")
         docs = D.as_documents(documents, images=os.getcwd() if info.visual is not None else None)
         chunks, total = [docs], len(docs)
         if vectors is not None:
@@ -351,7 +357,11 @@ def _fill(writer: SegmentWriter, chunks: Iterable[D.Documents], total: int, mode
     streamed corpus arrives in chunks: neither its texts nor its vectors are ever all in memory)."""
     if vectors is not None:
         for docs in chunks:
-            writer.append(docs, vectors)
+            if hasattr(vectors, "take"):  # a row source: the next chunk's vectors, its ids checked
+                dense, sparse = vectors.take(docs.ids)
+                writer.append(docs, _check_vectors(Vectors(dense=dense, sparse=sparse), len(docs), outputs, info))
+            else:
+                writer.append(docs, vectors)
         return
     from tqdm.auto import tqdm
 
