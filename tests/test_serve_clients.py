@@ -59,7 +59,7 @@ def server(tmp_path_factory):
             time.sleep(0.2)
         else:
             pytest.fail(f"bgekit serve did not start in 120 s:\n{log.read_text()[-3000:]}")
-        yield found.group(1), log.read_text()
+        yield found.group(1), log.read_text(), proc, log
     finally:
         proc.terminate()
         proc.wait(20)
@@ -102,7 +102,7 @@ def sigmoid(x):
 
 
 def test_the_ready_line_names_the_url(server):
-    url, stderr = server
+    url, stderr = server[:2]
     assert f"bgekit serve: ready on {url} (OpenAI base URL {url}/v1)" in stderr
     assert "problem" not in stderr
 
@@ -203,3 +203,15 @@ def test_a_busy_port_is_a_clear_error(server):
                          timeout=120)
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "choose another --port" in out.stderr
+
+
+def test_ctrl_c_is_a_normal_stop(server):
+    """Ctrl-C (SIGINT) is how a server is stopped: exit 0 and one 'stopped' line, not the 130 'interrupted' of a job.
+    (Runs last in this module: it stops the module's server.)"""
+    import signal
+
+    _, _, proc, log = server
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0
+    err = log.read_text()
+    assert err.rstrip().endswith("bgekit serve: stopped") and "interrupted" not in err and "Traceback" not in err

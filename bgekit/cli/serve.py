@@ -84,8 +84,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         page = f"; search page: {url}/" if searcher is not None else ""
         print(f"bgekit serve: ready on {url} (OpenAI base URL {url}/v1){page}", file=sys.stderr, flush=True)
 
-    run(app, sock, header_timeout=args.header_timeout, idle_timeout=args.idle_timeout,
-        log_level="info" if args.verbose else "warning", on_ready=ready)
+    try:
+        run(app, sock, header_timeout=args.header_timeout, idle_timeout=args.idle_timeout,
+            log_level="info" if args.verbose else "warning", on_ready=ready)
+    except KeyboardInterrupt:  # uvicorn finished the requests in flight, then re-raised Ctrl-C: a normal stop
+        pass
+    print("bgekit serve: stopped", file=sys.stderr)
     return 0
 
 
