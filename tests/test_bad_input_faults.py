@@ -111,15 +111,16 @@ def test_ctrl_c_during_eval_exits_130_without_output(files, capsys, monkeypatch,
 
 def test_real_sigint_during_eval_exits_130_in_one_line(tmp_path):
     """A real Ctrl-C (SIGINT) in the middle of encoding SciFact: exit 130, one line, no traceback."""
-    cmd = [sys.executable, "-m", "bgekit", "eval", "beir", "--dataset-dir", "/work/shared/data/scifact",
+    cmd = [sys.executable, "-m", "bgekit", "-v", "eval", "beir", "--dataset-dir", "/work/shared/data/scifact",
            "--model", "all-MiniLM-L6-v2", "--device", "cpu", "-o", str(tmp_path / "r.json"), "--no-progress"]
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err_file:
         proc = subprocess.Popen(cmd, stderr=err_file, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
         deadline = time.monotonic() + 120
-        while "Loading weights" not in log.read_text() and time.monotonic() < deadline:  # the model is loading:
-            time.sleep(0.2)                                                            # main's handler is in place
-        time.sleep(1.0)  # now encoding SciFact's 5,183 documents, which takes far longer than this
+        # -v logs faiss's import, which the command does inside main's handler, just before the model loads
+        while "Successfully loaded faiss" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2.0)  # now loading the model or encoding SciFact's 5,183 documents, which takes far longer
         assert proc.poll() is None, log.read_text()
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)

@@ -344,7 +344,7 @@ def test_streamed_build_equals_in_memory_and_checks_the_file_first(tmp_path, m3,
     path.write_text("\n".join(lines + [lines[3]]) + "\n")
     with pytest.raises(InputError, match=rf"corpus.jsonl:31: id '{docs.ids[3]}' repeats line 4"):
         stream_corpus(str(path))
-    with pytest.raises(ValueError, match="precomputed vectors need the documents in memory"):
+    with pytest.raises(ValueError, match="a streamed corpus takes its precomputed vectors from a row source"):
         build_index(str(tmp_path / "c"), m3, stream, vectors=data[1], show_progress=False)
 
 
