@@ -45,3 +45,17 @@ def test_json_roundtrip_and_errors(tmp_path):
         read_json(str(tmp_path / "other.json"))
     with pytest.raises(FileNotFoundError, match="missing.json' does not exist"):
         read_json(str(tmp_path / "missing.json"))
+
+
+def test_plot_curves_leaves_the_matplotlib_backend_alone(tmp_path):
+    """A notebook's inline backend must survive a report plot (pyplot's switch to Agg used to hide later plots)."""
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # a non-Agg backend, standing in for a notebook's
+    try:
+        plot_curves([("a", report("m", "float32", 0.6))], str(tmp_path / "c.png"))
+        assert matplotlib.get_backend() == "svg"
+        assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        matplotlib.use(before)

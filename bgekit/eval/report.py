@@ -93,19 +93,20 @@ def curve(values: dict[str, float], metric: str) -> tuple[list[int], list[float]
 def plot_curves(runs: Sequence[tuple[str, dict]], path: str, metrics: Sequence[str] = ("recall", "ndcg")) -> None:
     """Save a PNG with one panel per metric (x: k, log scale; y: score), one line per (run, dataset, split).
 
-    matplotlib is imported here (with the file-only Agg backend), so importing this module stays light.
+    matplotlib is imported here, so importing this module stays light. The figure is drawn on its own Agg canvas,
+    not through pyplot: the process's (a notebook's) matplotlib backend is left as it was.
     """
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("plots need matplotlib: pip install 'bgekit[eval]'") from e
     rows = list(_rows(runs))
     if not rows:
         raise ValueError("nothing to plot: the reports hold no results")
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(metrics), 4.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(metrics), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for label, name, split, values in rows:
             ks, ys = curve(values, metric)
@@ -120,6 +121,5 @@ def plot_curves(runs: Sequence[tuple[str, dict]], path: str, metrics: Sequence[s
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     with atomic_open(path, "wb") as f:
         f.write(buf.getvalue())
