@@ -21,7 +21,8 @@ from typing import Any, Sequence
 from bgekit.errors import InputError
 from bgekit.index.milvus import OUTPUT_FIELDS, PROP_EXPORT, PROP_METRIC, PROP_MODEL, PROP_OUTPUTS, filter_expr, milvus_errors
 from bgekit.index.model_info import ModelInfo
-from bgekit.index.search import DEFAULT_POOL, FUSIONS, MODES, SearchHit, SearchResult, _check_int, _check_weights
+from bgekit.index.search import (DEFAULT_POOL, FUSIONS, MODES, Searcher, SearchHit, SearchResult, _check_int,
+                                 _check_weights)
 from bgekit.index.store import encode
 
 LIMIT = 16384  # Milvus's largest top-k
@@ -75,18 +76,11 @@ class MilvusSearcher:
 
     def __init__(self, client: Any, collection: str, model: Any, reranker: Any = None, uri: str | None = None,
                  check_model: bool = True):
-        if reranker is not None and not callable(getattr(reranker, "score", None)):
-            raise TypeError(f"reranker must be a bgekit reranker with score(pairs), got {type(reranker).__name__}")
-        self.client, self.collection, self.model, self.reranker = client, collection, model, reranker
-        self.store = MilvusCollection(client, collection, uri)
-        self._check = check_model
-        self._checked: str | None = None
-        self._check_model()
+        self.client, self.collection = client, collection
+        # the local Searcher's reranker check and model check (per export generation), over the collection's record
+        Searcher.__init__(self, MilvusCollection(client, collection, uri), model, reranker, check_model)
 
-    def _check_model(self) -> None:
-        if self._check and self._checked != self.store.generation:
-            self.store.model_info.check(self.model, use="query")
-            self._checked = self.store.generation
+    _check_model = Searcher._check_model
 
     def search(self, queries: str | Sequence[str], top_k: int = 10, *, mode: str = "dense",
                fusion: str = "weighted_sum", weights: dict | None = None, colbert: bool = False,
