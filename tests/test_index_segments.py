@@ -18,11 +18,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from faults import crash_at_fsync, record_fsyncs
 from golden import GOLDEN
 from bgekit.cli import main
 from bgekit.errors import InputError
 from bgekit.index import changes
-from bgekit.index import generation as G
 from bgekit.index.changes import MergePolicy, rewrite_range
 from bgekit.index.documents import Documents, as_documents, read_corpus, stream_corpus
 from bgekit.index.search import Searcher
@@ -170,14 +170,6 @@ def test_merge_policy():
     assert ranges([100_000], legacy=True, n_new=5) == (0, 1)         # a version 1 generation is rewritten once
 
 
-def _steps(monkeypatch, action) -> list[str]:
-    calls, real = [], G._fsync_path
-    monkeypatch.setattr(G, "_fsync_path", lambda p: (calls.append(p), real(p))[1])
-    action()
-    monkeypatch.setattr(G, "_fsync_path", real)
-    return calls
-
-
 def test_every_step_of_a_segment_write_or_compaction_leaves_the_last_complete_state(tmp_path, m3, data, segmented,
                                                                                     monkeypatch):
     base = tmp_path / "base"
@@ -187,24 +179,15 @@ def test_every_step_of_a_segment_write_or_compaction_leaves_the_last_complete_st
     ops = {"add": lambda s: s.add(new_docs, vectors=new_vec), "compact": lambda s: s.compact()}
     for name, op in ops.items():
         shutil.copytree(base, tmp_path / "probe")
-        calls = _steps(monkeypatch, lambda: op(open_index(str(tmp_path / "probe"))))
+        calls = record_fsyncs(monkeypatch, lambda: op(open_index(str(tmp_path / "probe"))))
         after = snapshot(open_index(str(tmp_path / "probe")))
         assert sum(c.endswith(".tmp") for c in calls) == 2 and len(calls) >= 12, calls  # segment, then generation
         shutil.rmtree(tmp_path / "probe")
         for stop in range(len(calls)):
             root = tmp_path / f"{name}-{stop}"
             shutil.copytree(base, root)
-            count, real = iter(range(len(calls) + 1)), G._fsync_path
-
-            def failing(path, stop=stop):
-                if next(count) == stop:
-                    raise OSError(f"simulated crash at step {stop}")
-                real(path)
-
-            monkeypatch.setattr(G, "_fsync_path", failing)
-            with pytest.raises(OSError, match="simulated crash"):
+            with crash_at_fsync(monkeypatch, stop):
                 op(open_index(str(root)))
-            monkeypatch.setattr(G, "_fsync_path", real)
             assert_same(snapshot(open_index(str(root))), after if stop == len(calls) - 1 else before)
             again = op(open_index(str(root))) if stop < len(calls) - 1 else open_index(str(root))
             assert_same(snapshot(again), after)  # the next writer cleans up and succeeds

@@ -13,6 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from faults import crash_at_fsync, record_fsyncs
 from golden import GOLDEN
 from bgekit.cli.embed import DEFAULT_SAMPLE
 from bgekit.encoder import Embedder
@@ -176,26 +177,13 @@ def test_every_step_of_a_failed_change_leaves_the_previous_generation(tmp_path, 
     before = snapshot(store)
     new = corpus.slice(6, 9)
     vectors = Vectors(**{k: v for k, v in vars(m3.encode_multi(new.texts, role="passage")).items()})
-    calls = []
-    real = G._fsync_path
-    monkeypatch.setattr(G, "_fsync_path", lambda p: (calls.append(p), real(p)))
-    store.add(new, vectors=vectors)
-    steps = len(calls)
+    steps = len(record_fsyncs(monkeypatch, lambda: store.add(new, vectors=vectors)))
     assert steps >= 8
     store.delete(new.ids)  # back to 6 documents
     before = snapshot(store)
     for stop in range(steps):
-        count = iter(range(steps + 1))
-
-        def failing(path, stop=stop):
-            if next(count) == stop:
-                raise OSError(f"simulated crash at step {stop}")
-            real(path)
-
-        monkeypatch.setattr(G, "_fsync_path", failing)
-        with pytest.raises(OSError, match="simulated crash"):
+        with crash_at_fsync(monkeypatch, stop):
             open_index(root).add(new, vectors=vectors)
-        monkeypatch.setattr(G, "_fsync_path", real)
         reopened = open_index(root)
         if stop < steps - 1:
             assert_same(snapshot(reopened), before)
