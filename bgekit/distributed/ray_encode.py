@@ -178,10 +178,14 @@ def _data_context(show_progress: bool) -> Iterator[None]:
     ctx = DataContext.get_current()
     before = ctx.execution_options.preserve_order, ctx.enable_progress_bars
     ctx.execution_options.preserve_order, ctx.enable_progress_bars = True, show_progress
+    data_log = logging.getLogger("ray.data")  # its INFO lines ("execution finished in ...") are noise to a CLI user
+    level = data_log.level
+    data_log.setLevel(max(level, logging.WARNING))
     try:
         yield
     finally:
         ctx.execution_options.preserve_order, ctx.enable_progress_bars = before
+        data_log.setLevel(level)
 
 
 def _resources(ray: Any, use_gpu: bool | None, concurrency: int | None,
