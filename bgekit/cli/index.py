@@ -103,14 +103,16 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from bgekit.index.documents import read_corpus
+    from bgekit.index.documents import stream_corpus
     from bgekit.index.store import open_index
 
     check_extras("faiss", "scipy")
     store = open_index(args.index_dir)
     check_input(args.corpus, "--corpus")
     check_devices(args.device)
-    docs = read_corpus(args.corpus, images=store.model_info.visual is not None)
+    # checked whole (ids only kept) before the model loads, then read, encoded and written a chunk at a time
+    docs = stream_corpus(args.corpus, images=store.model_info.visual is not None)
+    store.check_new(docs.ids, args.upsert)  # ids already there: refused before the model loads (again under the lock)
     store.add(docs, _index_model(args, store), upsert=args.upsert, batch_size=args.batch_size)
     print(f"added {len(docs)} documents to {store.path}: {store.count} in all ({store.generation})", file=sys.stderr)
     return 0

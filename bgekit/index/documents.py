@@ -140,13 +140,16 @@ class CorpusStream:
     """A .jsonl corpus read in chunks of ``chunk`` documents: the texts are never all in memory.
 
     Creating one checks the whole file first (every line a valid document, no repeated id; errors name the file
-    and line), holding only the ids, so a bad line stops a build before any encoding. Iterating yields
-    :class:`Documents` chunks; ``len()`` is the number of documents.
+    and line), holding only the ids, so a bad line stops a build or an add before any encoding. Iterating yields
+    :class:`Documents` chunks; ``len()`` is the number of documents; ``ids`` lists them in file order (what an add
+    checks against the index before encoding). A file changed since the check is an error when read.
     """
 
     def __init__(self, path: str, chunk: int = 8192, images: bool = False):
         from bgekit.errors import InputError
 
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ValueError(f"chunk must be a positive number of documents, got {chunk!r}")
         self.path, self.chunk, seen = path, chunk, {}
         self.images = _folder(path) if images else None
         for n, obj in _corpus_lines(path):
@@ -157,21 +160,34 @@ class CorpusStream:
             if doc_id in seen:
                 raise InputError(f"{path}:{n}: id {doc_id!r} repeats line {seen[doc_id]}")
             seen[doc_id] = n
-        self.count = len(seen)
+        self.ids: list[str] = list(seen)
+        self.count = len(self.ids)
 
     def __len__(self) -> int:
         return self.count
 
     def __iter__(self):
-        docs = Documents()
+        docs, row = Documents(), 0
         for n, obj in _corpus_lines(self.path):
             doc_id, text, title, meta = _document(obj, f"{self.path}:{n}", self.images)
+            if row >= self.count or doc_id != self.ids[row]:
+                self._changed(f"line {n} has id {doc_id!r} where the check saw "
+                              + (repr(self.ids[row]) if row < self.count else "the end of the file"))
             docs.ids.append(doc_id), docs.texts.append(text), docs.titles.append(title), docs.metadata.append(meta)
+            row += 1
             if len(docs) == self.chunk:
                 yield docs
                 docs = Documents()
+        if row != self.count:
+            self._changed(f"it ends after {row} documents where the check counted {self.count}")
         if len(docs):
             yield docs
+
+    def _changed(self, detail: str) -> None:
+        from bgekit.errors import InputError
+
+        raise InputError(f"{self.path}: the file changed after it was checked ({detail}); write the corpus to a "
+                         "new file and run again")
 
 
 def stream_corpus(path: str, chunk: int = 8192, images: bool = False) -> CorpusStream:

@@ -194,41 +194,55 @@ class IndexStore:
                 f"outputs={list(self.outputs)}, model={self.model_info.name!r})")
 
     # ---------------------------------------------------------------- changing
-    def add(self, documents: Any, model: Any = None, *, vectors: Vectors | None = None, upsert: bool = False,
+    def add(self, documents: Any, model: Any = None, *, vectors: Any = None, upsert: bool = False,
             batch_size: int | None = None, show_progress: bool = True) -> "IndexStore":
         """Add documents (encoded with ``model``, or given as ``vectors``) as a new segment, in one new generation.
 
         Args:
-            documents: dicts with ``id``, ``text`` (optional ``title``, ``metadata``) or :class:`Documents`.
+            documents: dicts with ``id``, ``text`` (optional ``title``, ``metadata``), :class:`Documents`, or a
+                :class:`~bgekit.index.documents.CorpusStream` (``stream_corpus("new.jsonl")``: its ids are checked
+                against the index before anything is encoded, then it is read, encoded and written a chunk at a
+                time, so memory stays flat however many documents are added).
             model: the index's model (checked); needed unless ``vectors`` are given.
-            vectors: precomputed :class:`Vectors` holding every output the index stores.
+            vectors: precomputed vectors holding every output the index stores: :class:`Vectors` for documents in
+                memory, or a row source with ``take(ids)`` for a streamed corpus (see :func:`build_index`).
             upsert: replace documents whose ids exist (else those ids are an error); the old rows become tombstones.
             batch_size, show_progress: encoding settings.
 
         Returns:
             self, reopened on the new generation.
+
+        Raises:
+            UsageError: ids already in the index without ``upsert`` (before any encoding).
         """
         from bgekit.index import changes
 
-        docs = D.as_documents(documents, images=os.getcwd() if self.model_info.visual is not None else None)
+        chunks, ids, vectors = _sources(documents, vectors, self.outputs, self.model_info)
         if vectors is None:
             if model is None:
                 raise ValueError("add needs the index's model to encode documents, or precomputed vectors")
             self.model_info.check(model, use="passage")
-        else:
-            vectors = _check_vectors(vectors, len(docs), self.outputs, self.model_info)
         with G.write_lock(self.path):
             self.reload()
-            existing = self.rows(docs.ids)
-            if existing and not upsert:
-                shown = ", ".join(repr(i) for i in list(existing)[:5])
-                raise UsageError(f"{len(existing)} document id(s) already in the index ({shown}); replace them with "
-                                 "upsert=True (bgekit index add --upsert), or delete them first")
-            fill = lambda writer: _fill(writer, [docs], len(docs), model, vectors, self.outputs,  # noqa: E731
+            existing = self.check_new(ids, upsert)
+            fill = lambda writer: _fill(writer, chunks, len(ids), model, vectors, self.outputs,  # noqa: E731
                                         self.model_info, batch_size, show_progress)
-            changes.apply(self, drop=self._locals(existing.values()), add=fill, n_new=len(docs))
+            changes.apply(self, drop=self._locals(existing.values()), add=fill, n_new=len(ids))
             self.reload()
         return self
+
+    def check_new(self, ids: Sequence[str], upsert: bool = False) -> dict[str, int]:
+        """id -> row of those of ``ids`` already in the index (what an upsert replaces).
+
+        Raises:
+            UsageError: some are, and ``upsert`` is off (the first few named).
+        """
+        existing = self.rows(ids)
+        if existing and not upsert:
+            shown = ", ".join(repr(i) for i in list(existing)[:5])
+            raise UsageError(f"{len(existing)} document id(s) already in the index ({shown}); replace them with "
+                             "upsert=True (bgekit index add --upsert), or delete them first")
+        return existing
 
     def delete(self, ids: Sequence[str], missing: str = "error") -> "IndexStore":
         """Delete documents by id (tombstones; small segments are rewritten) in one new generation.
@@ -320,18 +334,7 @@ def build_index(path: str, model: Any, documents: Any, *, outputs: Sequence[str]
     if info.visual is not None and outputs != ("dense",):
         raise ValueError(f"a Visualized-BGE index holds dense vectors only; outputs {list(outputs)} need a BGE-M3 model")
     DenseIndex(info.dim, factory=factory, metric=metric, search_params=search_params)  # fail early on bad settings
-    if isinstance(documents, D.CorpusStream):
-        if vectors is not None and not hasattr(vectors, "take"):
-            raise ValueError("a streamed corpus takes its precomputed vectors from a row source with take(ids) "
-                             "(ShardSet.reader()), not from Vectors held in memory")
-        chunks, total = documents, len(documents)
-    else:
-        if vectors is not None and hasattr(vectors, "take"):
-            raise ValueError("a row source of vectors (take(ids)) goes with a streamed corpus (stream_corpus(path))")
-        docs = D.as_documents(documents, images=os.getcwd() if info.visual is not None else None)
-        chunks, total = [docs], len(docs)
-        if vectors is not None:
-            vectors = _check_vectors(vectors, len(docs), outputs, info)
+    chunks, ids, vectors = _sources(documents, vectors, outputs, info)
     path = os.path.abspath(path)
     if os.path.isdir(path) and any(not _ours(n) for n in os.listdir(path)):
         raise ValueError(f"{path!r} holds files that are not a bgekit index; choose an empty or new folder")
@@ -345,10 +348,36 @@ def build_index(path: str, model: Any, documents: Any, *, outputs: Sequence[str]
         manifest = {"model": info.to_json(), "outputs": list(outputs),
                     "dense": {"factory": factory, "metric": metric, "search_params": search_params or {}}}
         with SegmentWriter(path, number, manifest) as writer:
-            _fill(writer, chunks, total, model, vectors, outputs, info, batch_size, show_progress)
+            _fill(writer, chunks, len(ids), model, vectors, outputs, info, batch_size, show_progress)
             entry = writer.commit()
         G.commit_generation(path, number, {**manifest, "segments": [entry]}, {})
     return IndexStore(path)
+
+
+def _sources(documents: Any, vectors: Any, outputs: tuple[str, ...],
+             info: ModelInfo) -> tuple[Iterable[D.Documents], list[str], Any]:
+    """(chunks of documents, their ids in order, vectors checked) for a build or an add.
+
+    Documents in memory are validated whole (image paths of a Visualized-BGE index relative to the working
+    folder); a :class:`~bgekit.index.documents.CorpusStream` was checked when it was opened and stays on disk.
+    """
+    visual = info.visual is not None
+    if isinstance(documents, D.CorpusStream):
+        if vectors is not None and not hasattr(vectors, "take"):
+            raise ValueError("a streamed corpus takes its precomputed vectors from a row source with take(ids) "
+                             "(ShardSet.reader()), not from Vectors held in memory")
+        if visual != (documents.images is not None):
+            raise ValueError(f"{documents.path}: " + ("a Visualized-BGE index reads image paths: open the corpus with "
+                                                      "stream_corpus(path, images=True)" if visual else
+                                                      "stream_corpus(path, images=True) is for a Visualized-BGE "
+                                                      f"index; {info.name!r} encodes texts only"))
+        return documents, documents.ids, vectors
+    if vectors is not None and hasattr(vectors, "take"):
+        raise ValueError("a row source of vectors (take(ids)) goes with a streamed corpus (stream_corpus(path))")
+    docs = D.as_documents(documents, images=os.getcwd() if visual else None)
+    if vectors is not None:
+        vectors = _check_vectors(vectors, len(docs), outputs, info)
+    return [docs], docs.ids, vectors
 
 
 def _fill(writer: SegmentWriter, chunks: Iterable[D.Documents], total: int, model: Any, vectors: Vectors | None,
