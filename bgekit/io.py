@@ -76,9 +76,10 @@ def check_input_file(path: str, what: str = "input file") -> None:
         raise InputFileError(f"{what} {path!r} is not readable (permission denied)")
 
 
-def iter_lines(path: str, what: str = "input file") -> Iterator[tuple[int, str]]:
+def iter_lines(path: str, what: str = "input file", offsets: bool = False) -> Iterator[tuple]:
     """``(line_number, text)`` for every line of a UTF-8 text file (``.gz`` read through gzip), without the
-    line ending; a UTF-8 byte-order mark is dropped. Lines count from 1.
+    line ending; a UTF-8 byte-order mark is dropped. Lines count from 1. With ``offsets``:
+    ``(line_number, text, byte offset of the line)`` (in the decompressed stream for ``.gz``).
 
     Raises:
         InputFileError: no such file, or a folder.
@@ -90,7 +91,7 @@ def iter_lines(path: str, what: str = "input file") -> Iterator[tuple[int, str]]
     from bgekit.errors import InputError
 
     check_input_file(path, what)
-    n = 0
+    n = position = 0
     try:
         with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
             for n, raw in enumerate(f, 1):
@@ -99,13 +100,16 @@ def iter_lines(path: str, what: str = "input file") -> Iterator[tuple[int, str]]
                 except UnicodeDecodeError as e:
                     raise InputError(f"{path}:{n}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
                                      "save the file as UTF-8") from None
-                yield n, line.rstrip("\r\n") if line.endswith("\n") else line
+                line = line.rstrip("\r\n") if line.endswith("\n") else line
+                yield (n, line, position) if offsets else (n, line)
+                position += len(raw)
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise InputError(f"{path}: truncated or corrupt gzip file after line {n} ({e})") from None
 
 
-def iter_jsonl(path: str, objects_only: bool = True) -> Iterator[tuple[int, Any]]:
-    """``(line_number, value)`` for each non-blank line of a .jsonl (or .jsonl.gz) file (lines count from 1).
+def iter_jsonl(path: str, objects_only: bool = True, offsets: bool = False) -> Iterator[tuple]:
+    """``(line_number, value)`` for each non-blank line of a .jsonl (or .jsonl.gz) file (lines count from 1);
+    with ``offsets``, ``(line_number, value, byte offset of the line)``.
 
     The one jsonl reader every input goes through, so a bad line reads the same everywhere. A UTF-8
     byte-order mark is accepted, as for .txt files.
@@ -115,17 +119,23 @@ def iter_jsonl(path: str, objects_only: bool = True) -> Iterator[tuple[int, Any]
         InputError: a line that is not JSON, or (with ``objects_only``) not a JSON object, or not UTF-8; the
             message starts with the file and line.
     """
+    for n, line, position in iter_lines(path, offsets=True):
+        if not line.strip():
+            continue
+        value = parse_json_line(line, path, n, objects_only)
+        yield (n, value, position) if offsets else (n, value)
+
+
+def parse_json_line(line: str, path: str, n: int, objects_only: bool = True) -> Any:
+    """One jsonl line's value; errors name the file and line (shared by :func:`iter_jsonl` and random access)."""
     import json
 
     from bgekit.errors import InputError
 
-    for n, line in iter_lines(path):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
-        if objects_only and not isinstance(value, dict):
-            raise InputError(f"{path}:{n}: expected a JSON object, got {type(value).__name__}")
-        yield n, value
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if objects_only and not isinstance(value, dict):
+        raise InputError(f"{path}:{n}: expected a JSON object, got {type(value).__name__}")
+    return value

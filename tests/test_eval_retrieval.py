@@ -4,8 +4,9 @@ import types
 import numpy as np
 import pytest
 
-from bgekit.eval.retrieval import (BM25Index, arrays_to_encoded, build_indexes, encode, encoded_to_arrays,
-                                   outputs_for, rerank, search, to_run)
+from bgekit.eval.data import RetrievalData
+from bgekit.eval.retrieval import BM25Index, build_indexes, encode, outputs_for, rerank, search, to_run
+from bgekit.eval.stream import encode_corpus_files, open_corpus_files
 from bgekit.types import SparseVector
 
 DOCS = ["the cat sat on the mat", "dogs bark at night", "a cat and a dog play", "stock markets fell today"]
@@ -78,15 +79,21 @@ def test_hybrid_weighted_sum_is_exact_over_the_union():
     assert rrf_ids[0, 0] == 2
 
 
-def test_sparse_needs_an_m3_model_and_cache_roundtrip():
+def test_sparse_needs_an_m3_model_and_streamed_files_roundtrip(tmp_path):
     plain = types.SimpleNamespace(encode_corpus=lambda texts, batch_size=None, show_progress=None: np.ones((len(texts), 2)))
     with pytest.raises(ValueError, match="needs a model with sparse outputs"):
         encode(plain, DOCS, "passage", ("sparse",))
     assert encode(plain, DOCS, "passage", ("dense",)).dense.dtype == np.float32
     enc = encode(FakeM3(), DOCS, "passage", ("dense", "sparse"))
-    back = arrays_to_encoded(encoded_to_arrays(enc))
+    data = RetrievalData("t", "test", [f"d{i}" for i in range(len(DOCS))], [""] * len(DOCS), list(DOCS),
+                         {"q": "cat"}, {"q": {"d0": 1}})
+    files = encode_corpus_files(FakeM3(), data, ("dense", "sparse"), str(tmp_path), show_progress=False)
+    back = open_corpus_files(files)
+    assert isinstance(back.dense, np.memmap)
     np.testing.assert_array_equal(back.dense, enc.dense)
-    assert [v.to_dict() for v in back.sparse] == [v.to_dict() for v in enc.sparse]
+    rows = back.sparse.matrix
+    assert [SparseVector(rows[i].indices, rows[i].data).to_dict() for i in range(len(DOCS))] == \
+        [v.to_dict() for v in enc.sparse]
     with pytest.raises(ValueError, match="unknown retrieval 'colbert'"):
         outputs_for("colbert")
 

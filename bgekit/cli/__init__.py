@@ -47,11 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one ``bgekit`` command; returns its exit code (docs/errors.md)."""
-    from bgekit.cli.errors import debug_requested, report, silence_stdout
+    from bgekit.cli.errors import StderrHandler, debug_requested, report, silence_stdout
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[StderrHandler()])
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

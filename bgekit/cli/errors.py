@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import logging
 import sys
 from bgekit.errors import EXIT_CODES, BgekitError
 
@@ -91,4 +92,21 @@ def silence_stdout() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
+        pass
+
+
+class StderrHandler(logging.StreamHandler):
+    """A log handler writing to whatever ``sys.stderr`` is when a record is emitted, not the stream it was made
+    with: ``main()`` may run many times in one process (tests, notebooks) with stderr replaced in between."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler sets it; the current sys.stderr is always used
         pass

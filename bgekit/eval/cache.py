@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from typing import Any
 
 import numpy as np
@@ -94,11 +95,12 @@ class EmbeddingCache:
     def _manifest(self, key: str) -> str:
         return os.path.join(self.folder, f"{key}.json")
 
-    def _array(self, key: str, name: str) -> str:
+    def array_path(self, key: str, name: str) -> str:
         return os.path.join(self.folder, f"{key}.{name}.npy")
 
-    def load(self, key: str) -> dict[str, np.ndarray] | None:
-        """The cached arrays, or None on a miss (or an entry that is incomplete or damaged)."""
+    def load(self, key: str, mmap: bool = False) -> dict[str, np.ndarray] | None:
+        """The cached arrays (read-only memory maps with ``mmap``), or None on a miss (or an entry that is
+        incomplete or damaged)."""
         path = self._manifest(key)
         if not os.path.isfile(path):
             return None
@@ -107,7 +109,7 @@ class EmbeddingCache:
                 manifest = json.load(f)
             out = {}
             for name, info in manifest["arrays"].items():
-                arr = np.load(self._array(key, name), allow_pickle=False)
+                arr = np.load(self.array_path(key, name), allow_pickle=False, mmap_mode="r" if mmap else None)
                 if list(arr.shape) != info["shape"] or str(arr.dtype) != info["dtype"]:
                     raise ValueError(f"{name}: shape {arr.shape} / dtype {arr.dtype} differ from the manifest")
                 out[name] = arr
@@ -117,16 +119,29 @@ class EmbeddingCache:
         logger.info("cache hit: %s", path)
         return out
 
-    def save(self, key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any] | None = None) -> None:
-        """Store ``arrays`` under ``key``; ``meta`` (model, settings...) goes into the manifest for people to read."""
+    def save(self, key: str, arrays: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
+        """Store ``arrays`` under ``key``; ``meta`` (model, settings...) goes into the manifest for people to read.
+
+        An array may be given as the path of a finished .npy file (a streamed encoding's output): it is moved
+        into the cache, not read.
+        """
         if not arrays:
             raise ValueError("nothing to cache: arrays is empty")
         info = {}
         for name, arr in arrays.items():
             if not name.replace("_", "").isalnum():
                 raise ValueError(f"array name {name!r} must be letters, digits and underscores")
-            arr = np.ascontiguousarray(arr)
-            atomic_save_npy(self._array(key, name), arr)
+            if isinstance(arr, (str, os.PathLike)):
+                os.makedirs(self.folder, exist_ok=True)
+                target = self.array_path(key, name)
+                shutil.move(os.fspath(arr), target + ".part")  # a rename on the same file system
+                with open(target + ".part", "rb+") as f:  # durable before the manifest names it
+                    os.fsync(f.fileno())
+                os.replace(target + ".part", target)
+                arr = np.load(target, mmap_mode="r")
+            else:
+                arr = np.ascontiguousarray(arr)
+                atomic_save_npy(self.array_path(key, name), arr)
             info[name] = {"shape": list(arr.shape), "dtype": str(arr.dtype)}
         manifest = {"key": key, "arrays": info, "meta": meta or {}}
         atomic_write_text(self._manifest(key), json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")

@@ -23,9 +23,10 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any
+
 
 from bgekit.errors import InputError
+from bgekit.eval.corpus import CorpusFile, LazyColumn, document, field as _field, row_hash
 from bgekit.io import iter_jsonl, iter_lines
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,9 @@ class RetrievalData:
     Attributes:
         name: a label (the folder name by default).
         split: the qrels split, e.g. "test".
-        doc_ids, titles, texts: the corpus, in file order.
+        doc_ids, titles, texts: the corpus, in file order (from a plain .jsonl file, titles and texts are
+            :class:`~bgekit.eval.corpus.LazyColumn` views reading the file on use: the texts are never all in memory
+            unless asked for, e.g. by :meth:`documents`).
         queries: query id -> text, only the queries the split's qrels name, in qrels order.
         qrels: query id -> {doc id: relevance}.
         source: where it came from (a folder, or a hub name).
@@ -59,6 +62,7 @@ class RetrievalData:
     excluded: dict[str, set[str]] = field(default_factory=dict)
     answers: dict[str, list[str]] | None = None
     _fingerprints: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    _positions: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         if not self.doc_ids:
@@ -71,18 +75,49 @@ class RetrievalData:
         if not self.qrels and not self.answers:
             raise ValueError(f"{self.source or self.name}: split {self.split!r} has neither qrels nor answers")
 
+    @property
+    def corpus_file(self) -> CorpusFile | None:
+        """The file the texts are read from, when they are not in memory."""
+        return self.texts.corpus if isinstance(self.texts, LazyColumn) else None
+
     def documents(self) -> list[str]:
-        """The texts to encode: ``(title + " " + text).strip()`` (the text alone when there is no title)."""
-        return [f"{t} {x}".strip() if t else x.strip() for t, x in zip(self.titles, self.texts)]
+        """All texts to encode, in memory: ``(title + " " + text).strip()`` (the text alone without a title).
+        :meth:`document_chunks` reads a large corpus a chunk at a time instead."""
+        return [document(t, x) for t, x in zip(self.titles, self.texts)]
+
+    def document_chunks(self, size: int):
+        """The texts to encode, ``size`` documents at a time in corpus order (read from the file as it goes)."""
+        if self.corpus_file is not None:
+            yield from (docs for _, docs in self.corpus_file.chunks(size))
+            return
+        for start in range(0, len(self.doc_ids), size):
+            yield [document(t, x) for t, x in zip(self.titles[start:start + size], self.texts[start:start + size])]
+
+    def texts_of(self, doc_ids) -> dict[str, str]:
+        """``{doc id: text to encode}`` for a few documents (reranking, answer checks), read by offset from a file."""
+        if not self._positions:
+            self._positions.update((d, i) for i, d in enumerate(self.doc_ids))
+        where = self._positions
+        wanted = list(dict.fromkeys(doc_ids))
+        unknown = [d for d in wanted if d not in where]
+        if unknown:
+            raise KeyError(f"document id(s) not in the corpus of {self.name}: {unknown[:5]}")
+        rows = [where[d] for d in wanted]
+        if self.corpus_file is not None:
+            return {d: document(t, x) for d, t, x in self.corpus_file.rows(rows)}
+        return {d: document(self.titles[i], self.texts[i]) for d, i in zip(wanted, rows)}
 
     @property
     def corpus_fingerprint(self) -> str:
         """sha256 of the corpus content (ids, titles, texts): the key for cached corpus embeddings."""
         if "corpus" not in self._fingerprints:
-            h = hashlib.sha256()
-            for row in zip(self.doc_ids, self.titles, self.texts):
-                h.update(json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n")
-            self._fingerprints["corpus"] = h.hexdigest()
+            if self.corpus_file is not None:
+                self._fingerprints["corpus"] = self.corpus_file.fingerprint
+            else:
+                h = hashlib.sha256()
+                for row in zip(self.doc_ids, self.titles, self.texts):
+                    row_hash(h, *row)
+                self._fingerprints["corpus"] = h.hexdigest()
         return self._fingerprints["corpus"]
 
     @property
@@ -108,27 +143,16 @@ class RetrievalData:
             elif extra > 0:
                 keep.append(i)
                 extra -= 1
-        return RetrievalData(f"{self.name}[:{n_queries}q,{len(keep)}d]", self.split, [self.doc_ids[i] for i in keep],
-                             [self.titles[i] for i in keep], [self.texts[i] for i in keep],
+        rows = (self.corpus_file.rows(keep) if self.corpus_file is not None else
+                [(self.doc_ids[i], self.titles[i], self.texts[i]) for i in keep])
+        return RetrievalData(f"{self.name}[:{n_queries}q,{len(keep)}d]", self.split, [r[0] for r in rows],
+                             [r[1] for r in rows], [r[2] for r in rows],
                              {q: self.queries[q] for q in qids}, {q: dict(self.qrels[q]) for q in qids if q in self.qrels},
                              self.source, {q: set(self.excluded[q]) for q in qids if q in self.excluded},
                              None if self.answers is None else {q: self.answers[q] for q in qids if q in self.answers})
 
 
 # ---------------------------------------------------------------- file readers
-
-def _field(obj: dict, key: str, path: str, n: int, kind: type = str, default: Any = ...) -> Any:
-    value = obj.get(key, default)
-    if value is ...:
-        raise InputError(f"{path}:{n}: missing field {key!r} (fields present: {sorted(obj)})")
-    if value is None and default is not ...:
-        return default
-    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool) and key in ("_id", "id", "qid", "docid"):
-        return str(value)  # numeric ids are ids all the same
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise InputError(f"{path}:{n}: field {key!r} must be {kind.__name__}, got {type(value).__name__}")
-    return value
-
 
 def read_corpus(path: str, id_key: str) -> tuple[list[str], list[str], list[str]]:
     ids, titles, texts, seen = [], [], [], {}
@@ -209,15 +233,23 @@ def available_splits(folder: str, layout: str | None = None) -> list[str]:
     return sorted(n[: -len("_qrels.jsonl")] for n in os.listdir(folder) if n.endswith("_qrels.jsonl"))
 
 
+def _corpus(path: str, id_key: str) -> tuple:
+    """(ids, titles, texts): lazy columns over a plain .jsonl file, lists for a gzip one (no reading by offset)."""
+    if path.endswith(".gz"):
+        return read_corpus(path, id_key)
+    corpus = CorpusFile(path, id_key)
+    return corpus.ids, LazyColumn(corpus, "title"), LazyColumn(corpus, "text")
+
+
 def _load_beir(folder: str, split: str) -> tuple:
-    corpus = read_corpus(_first_existing(folder, ("corpus.jsonl", "corpus.jsonl.gz"), "corpus"), "_id")
+    corpus = _corpus(_first_existing(folder, ("corpus.jsonl", "corpus.jsonl.gz"), "corpus"), "_id")
     queries_path = _first_existing(folder, ("queries.jsonl", "queries.jsonl.gz"), "queries")
     qrels_path = _first_existing(os.path.join(folder, "qrels"), (f"{split}.tsv", f"{split}.tsv.gz"), f"qrels for split {split!r}")
     return corpus, read_queries(queries_path, "_id"), queries_path, read_qrels_tsv(qrels_path), qrels_path
 
 
 def _load_custom(folder: str, split: str) -> tuple:
-    corpus = read_corpus(_first_existing(folder, ("corpus.jsonl", "corpus.jsonl.gz"), "corpus"), "id")
+    corpus = _corpus(_first_existing(folder, ("corpus.jsonl", "corpus.jsonl.gz"), "corpus"), "id")
     queries_path = _first_existing(folder, (f"{split}_queries.jsonl",), f"queries for split {split!r}")
     qrels_path = _first_existing(folder, (f"{split}_qrels.jsonl",), f"qrels for split {split!r}")
     return corpus, read_queries(queries_path, "id"), queries_path, read_qrels_jsonl(qrels_path), qrels_path

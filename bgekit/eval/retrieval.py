@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from bgekit.types import SparseVector
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +24,8 @@ ROLES = {"query": "encode_queries", "passage": "encode_corpus"}
 class Encoded:
     """What a model produced for a list of texts; an output not asked for is None."""
 
-    dense: np.ndarray | None = None          # (N, D) float32
-    sparse: list[SparseVector] | None = None  # N sparse lexical vectors
+    dense: np.ndarray | None = None          # (N, D) float32 (a memory map for a streamed corpus)
+    sparse: Any = None                        # N SparseVector objects, or a SparseIndex over a streamed corpus's files
 
 
 def check_bm25(k1: Any, b: Any) -> None:
@@ -83,26 +82,6 @@ def encoding_settings(model: Any, role: str, outputs: Sequence[str]) -> dict[str
     }
 
 
-def encoded_to_arrays(enc: Encoded) -> dict[str, np.ndarray]:
-    """Flatten for the cache: dense as is, sparse as CSR pieces."""
-    arrays = {}
-    if enc.dense is not None:
-        arrays["dense"] = enc.dense
-    if enc.sparse is not None:
-        arrays["sparse_indptr"] = np.r_[0, np.cumsum([len(v) for v in enc.sparse])].astype(np.int64)
-        arrays["sparse_indices"] = np.concatenate([v.indices for v in enc.sparse]).astype(np.int64) if enc.sparse else np.zeros(0, np.int64)
-        arrays["sparse_values"] = np.concatenate([v.values for v in enc.sparse]).astype(np.float32) if enc.sparse else np.zeros(0, np.float32)
-    return arrays
-
-
-def arrays_to_encoded(arrays: Mapping[str, np.ndarray]) -> Encoded:
-    sparse = None
-    if "sparse_indptr" in arrays:
-        ptr, idx, val = arrays["sparse_indptr"], arrays["sparse_indices"], arrays["sparse_values"]
-        sparse = [SparseVector(idx[a:b], val[a:b]) for a, b in zip(ptr[:-1], ptr[1:])]
-    return Encoded(arrays.get("dense"), sparse)
-
-
 # ---------------------------------------------------------------- search
 
 @dataclass
@@ -122,14 +101,29 @@ def build_indexes(retrieval: str, corpus: Encoded, factory: str = "Flat", search
         factory: FAISS index for dense search ("Flat" is exact; e.g. "HNSW32" is approximate).
         search_params: FAISS search parameters, e.g. ``{"efSearch": 256}``.
     """
-    from bgekit.index.dense import DenseIndex
     from bgekit.index.sparse import SparseIndex
 
     needs = outputs_for(retrieval)
     if retrieval == "bm25":
         raise ValueError("BM25 indexes texts: use BM25Index")
-    return Indexes(DenseIndex.from_vectors(corpus.dense, factory=factory, search_params=search_params) if "dense" in needs else None,
-                   SparseIndex.from_vectors(corpus.sparse) if "sparse" in needs else None)
+    sparse = None
+    if "sparse" in needs:
+        sparse = corpus.sparse if isinstance(corpus.sparse, SparseIndex) else SparseIndex.from_vectors(corpus.sparse)
+    return Indexes(_dense_index(corpus.dense, factory, search_params) if "dense" in needs else None, sparse)
+
+
+def _dense_index(vectors: np.ndarray, factory: str, search_params: dict | None):
+    """Exact ("Flat"): search the vectors where they are (a memory map stays on disk). Approximate: a FAISS index
+    filled a block at a time (FAISS holds its own copy in memory)."""
+    from bgekit.index.dense import DenseIndex, as_matrix
+
+    mapped = isinstance(vectors, np.memmap)  # written by bgekit.eval.stream and checked there
+    if factory.strip().lower() == "flat":
+        return DenseIndex.over(vectors if mapped else as_matrix(vectors, "corpus embeddings"))
+    index = DenseIndex(int(vectors.shape[1]), factory=factory, metric="ip", search_params=search_params)
+    for start in range(0, len(vectors), 1 << 16):
+        index.add(np.asarray(vectors[start:start + (1 << 16)]))
+    return index
 
 
 def search(retrieval: str, indexes: Indexes, queries: Encoded, k: int, fusion: str = "weighted_sum",
@@ -184,16 +178,14 @@ class BM25Index:
         [[0, 2]]
     """
 
-    def __init__(self, documents: list[str], k1: float = 0.9, b: float = 0.4, stemmer: str | None = "english",
-                 stopwords: str | None = "en", show_progress: bool = False):
+    def __init__(self, documents: Iterable[str], k1: float = 0.9, b: float = 0.4, stemmer: str | None = "english",
+                 stopwords: str | None = "en", show_progress: bool = False, size: int | None = None):
         check_bm25(k1, b)
         try:
             import bm25s
             from bm25s.tokenization import Tokenizer
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ImportError("BM25 needs bm25s: pip install 'bgekit[eval]'") from e
-        if not documents:
-            raise ValueError("the corpus is empty: there is nothing to index")
         bm25_logger = logging.getLogger("bm25s")
         if bm25_logger.level < logging.INFO:  # bm25s sets its own logger to DEBUG, which floods any root handler
             bm25_logger.setLevel(logging.INFO)
@@ -202,10 +194,18 @@ class BM25Index:
             import Stemmer  # PyStemmer
 
             stem = Stemmer.Stemmer(stemmer).stemWord
-        self.size, self.show_progress = len(documents), show_progress
+        self.show_progress = show_progress
         self.tokenizer = Tokenizer(stemmer=stem, stopwords=stopwords or [])
+        # documents may be a generator (a corpus read from its file, with its size): tokenized as it is read
+        if size is None and not hasattr(documents, "__len__"):
+            documents = list(documents)
+        tokens = self.tokenizer.tokenize(iter(documents), update_vocab=True, show_progress=show_progress,
+                                         length=len(documents) if size is None else size)
+        if not tokens:
+            raise ValueError("the corpus is empty: there is nothing to index")
+        self.size = len(tokens)
         self.model = bm25s.BM25(k1=k1, b=b, method="lucene")
-        self.model.index(self.tokenizer.tokenize(documents, show_progress=show_progress), show_progress=show_progress)
+        self.model.index(tokens, show_progress=show_progress)
 
     def __len__(self) -> int:
         return self.size

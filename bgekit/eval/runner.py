@@ -12,6 +12,8 @@ import dataclasses
 import datetime
 import logging
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -20,9 +22,10 @@ from bgekit.errors import positive_int, ModelMismatch, UsageError
 from bgekit.eval.data import RetrievalData, load_folder
 from bgekit.eval.metrics import DEFAULT_K, RETRIEVAL_METRICS, check_k_values, evaluate_run, qa_recall, ranked
 from bgekit.eval.retrieval import (
-    RETRIEVALS, BM25Index, Encoded, build_indexes, encode, encoded_to_arrays, arrays_to_encoded, encoding_settings,
-    check_bm25, check_interpolation, outputs_for, rerank, search, to_run,
+    RETRIEVALS, BM25Index, Encoded, build_indexes, encode, encoding_settings, check_bm25, check_interpolation,
+    outputs_for, rerank, search, to_run,
 )
+from bgekit.eval.stream import EVAL_CHUNK
 
 logger = logging.getLogger(__name__)
 
@@ -154,11 +157,18 @@ def describe_model(model: Any) -> dict[str, Any] | None:
     return info
 
 
-def encode_corpus(model: Any, data: RetrievalData, outputs: Sequence[str], config: EvalConfig) -> tuple[Encoded, bool]:
-    """The encoded corpus, from the cache when ``config.cache_dir`` holds it; returns (encoded, cache_hit)."""
-    docs = data.documents()
+def encode_corpus(model: Any, data: RetrievalData, outputs: Sequence[str], config: EvalConfig,
+                  scratch: str) -> tuple[Encoded, bool]:
+    """The encoded corpus, memory-mapped from files: from the cache when ``config.cache_dir`` holds it, else
+    encoded a chunk at a time (:mod:`bgekit.eval.stream`) into the cache, or into ``scratch`` (a folder that lives
+    as long as the search) without one. Returns (encoded, cache_hit)."""
+    from bgekit.eval.stream import encode_corpus_files, open_corpus_files
+
+    def encode_into(folder: str) -> dict[str, str]:
+        return encode_corpus_files(model, data, outputs, folder, config.batch_size, config.show_progress)
+
     if config.cache_dir is None:
-        return encode(model, docs, "passage", outputs, config.batch_size, config.show_progress), False
+        return open_corpus_files(encode_into(scratch)), False
     from bgekit.eval.cache import EmbeddingCache, model_fingerprint
 
     path = getattr(model, "path", None)
@@ -166,19 +176,32 @@ def encode_corpus(model: Any, data: RetrievalData, outputs: Sequence[str], confi
         raise ValueError(f"cannot cache embeddings of {type(model).__name__}: it has no model folder (.path)")
     cache = EmbeddingCache(config.cache_dir)
     settings = encoding_settings(model, "passage", outputs)
-    key = cache.key(model_fingerprint(path), settings, data.corpus_fingerprint)
-    arrays = cache.load(key)
+    key = cache.key(model_fingerprint(path), {**settings, "files": "streamed"}, data.corpus_fingerprint)
+    arrays = cache.load(key, mmap=True)
     if arrays is not None:
-        return arrays_to_encoded(arrays), True
-    enc = encode(model, docs, "passage", outputs, config.batch_size, config.show_progress)
-    try:  # the cache is optional: a full disk or a read-only folder costs the cache, never the finished run
-        cache.save(key, encoded_to_arrays(enc), meta={"model": getattr(model, "model_name_or_path", None),
-                                                      "settings": settings, "corpus_fingerprint": data.corpus_fingerprint,
-                                                      "documents": len(docs)})
+        return open_corpus_files({name: cache.array_path(key, name) for name in arrays}), True
+    try:  # encode next to the cache, so that the finished files are renamed into it
+        os.makedirs(config.cache_dir, exist_ok=True)
+        work = tempfile.mkdtemp(prefix=".encoding-", dir=config.cache_dir)
     except OSError as e:
-        logger.warning("could not write the embedding cache in %s (%s); the evaluation goes on without it",
+        logger.warning("could not write in the embedding cache %s (%s); the evaluation goes on without it",
                        config.cache_dir, e)
-    return enc, False
+        return open_corpus_files(encode_into(scratch)), False
+    try:
+        files = encode_into(work)
+        try:  # the cache is optional: a full disk or a read-only folder costs the cache, never the finished run
+            cache.save(key, files, meta={"model": getattr(model, "model_name_or_path", None), "settings": settings,
+                                         "corpus_fingerprint": data.corpus_fingerprint, "documents": len(data.doc_ids)})
+            files = {name: cache.array_path(key, name) for name in files}
+        except OSError as e:
+            logger.warning("could not write the embedding cache in %s (%s); the evaluation goes on without it",
+                           config.cache_dir, e)
+            kept = os.path.join(scratch, "corpus")
+            shutil.move(work, kept)
+            files = {name: os.path.join(kept, os.path.basename(p)) for name, p in files.items()}
+        return open_corpus_files(files), False
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _retrieve(data: RetrievalData, model: Any, config: EvalConfig, times: dict[str, float]) -> tuple[dict, bool]:
@@ -193,7 +216,8 @@ def _retrieve(data: RetrievalData, model: Any, config: EvalConfig, times: dict[s
     hit = False
     t = time.perf_counter()
     if config.retrieval == "bm25":
-        index = BM25Index(data.documents(), k1=config.bm25_k1, b=config.bm25_b, stemmer=config.bm25_stemmer)
+        docs = (d for chunk in data.document_chunks(EVAL_CHUNK) for d in chunk)  # read from the file as tokenized
+        index = BM25Index(docs, k1=config.bm25_k1, b=config.bm25_b, stemmer=config.bm25_stemmer, size=len(data.doc_ids))
         times["index"] = time.perf_counter() - t
         t = time.perf_counter()
         scores, ids = index.search([data.queries[q] for q in qids], k_search)
@@ -201,14 +225,17 @@ def _retrieve(data: RetrievalData, model: Any, config: EvalConfig, times: dict[s
         if model is None:
             raise ValueError(f"retrieval {config.retrieval!r} needs a model")
         outputs = outputs_for(config.retrieval)
-        corpus, hit = encode_corpus(model, data, outputs, config)
-        queries = encode(model, [data.queries[q] for q in qids], "query", outputs, config.batch_size, config.show_progress)
-        times["encode"] = time.perf_counter() - t
-        t = time.perf_counter()
-        indexes = build_indexes(config.retrieval, corpus, config.index_factory, config.search_params)
-        times["index"] = time.perf_counter() - t
-        t = time.perf_counter()
-        scores, ids = search(config.retrieval, indexes, queries, k_search, config.fusion, config.weights)
+        with tempfile.TemporaryDirectory(prefix="bgekit-eval-") as scratch:  # vectors on disk, memory-mapped
+            corpus, hit = encode_corpus(model, data, outputs, config, scratch)
+            queries = encode(model, [data.queries[q] for q in qids], "query", outputs, config.batch_size,
+                             config.show_progress)
+            times["encode"] = time.perf_counter() - t
+            t = time.perf_counter()
+            indexes = build_indexes(config.retrieval, corpus, config.index_factory, config.search_params)
+            times["index"] = time.perf_counter() - t
+            t = time.perf_counter()
+            scores, ids = search(config.retrieval, indexes, queries, k_search, config.fusion, config.weights)
+            del indexes, corpus  # the memory maps close before their folder goes
     run = to_run(scores, ids, data.doc_ids, qids, k, drop)
     times["search"] = time.perf_counter() - t
     return run, hit
@@ -234,14 +261,14 @@ def evaluate_retrieval(data: RetrievalData, model: Any = None, reranker: Any = N
     run, hit = _retrieve(data, model, config, times)
     if reranker is not None:
         t = time.perf_counter()
-        texts = dict(zip(data.doc_ids, data.documents()))
+        texts = data.texts_of(d for res in run.values() for d in ranked(res)[:config.rerank_top_k])
         run = rerank(run, data.queries, texts, reranker, config.rerank_top_k, config.rerank_batch_size,
                      show_progress=None if config.show_progress else False,
                      interpolation=config.rerank_interpolation)
         times["rerank"] = time.perf_counter() - t
     t = time.perf_counter()
     if data.answers is not None:
-        texts = dict(zip(data.doc_ids, data.documents()))
+        texts = data.texts_of(d for res in run.values() for d in res)
         metrics = qa_recall({q: [texts[d] for d in ranked(res)] for q, res in run.items()}, data.answers, config.k_values)
     else:
         metrics = evaluate_run(data.qrels, run, config.k_values, config.metrics)

@@ -40,12 +40,11 @@ def parse(family: str, argv: list[str] | None = None) -> tuple:
 def main(family: str, argv: list[str] | None = None) -> int:
     """Run ``python -m bgekit.evaluation.<family> ARGS``; returns the exit code (one line per error, as ``bgekit``)."""
     log = logging.getLogger("bgekit")
+    from bgekit.cli.errors import StderrHandler, debug_requested, report
+
     if not log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        log.addHandler(handler)
+        log.addHandler(StderrHandler())
     log.setLevel(logging.INFO)
-    from bgekit.cli.errors import debug_requested, report
 
     try:
         eval_args, model_args = parse(family, sys.argv[1:] if argv is None else list(argv))

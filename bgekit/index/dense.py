@@ -94,12 +94,26 @@ class DenseIndex:
         index.add(arr)
         return index
 
+    @classmethod
+    def over(cls, vectors: np.ndarray, metric: str = "ip") -> "DenseIndex":
+        """Exact search over an (N, D) float32 array kept where it is, e.g. a memory map of vectors on disk: no
+        copy into FAISS (``faiss.knn`` reads it a block at a time); equal scores rank the lower row first.
+        The array is trusted (checked when it was written); nothing can be added."""
+        if not isinstance(vectors, np.ndarray) or vectors.ndim != 2 or vectors.dtype != np.float32 \
+                or not vectors.flags.c_contiguous:
+            raise TypeError("DenseIndex.over needs a C-contiguous (N, D) float32 array")
+        index = cls(int(vectors.shape[1]), factory="Flat", metric=metric)
+        index.index, index._matrix, index._vectors = None, vectors, [vectors]
+        return index
+
     def __len__(self) -> int:
-        return int(self.index.ntotal)
+        return int(self.index.ntotal) if self.index is not None else len(self._matrix)
 
     def add(self, vectors: Any) -> None:
         """Append vectors (N, D); they get the next indices in order."""
         arr = as_matrix(vectors, "vectors", self.dim)
+        if self.index is None:
+            raise TypeError("an index over an array in place (DenseIndex.over) cannot grow")
         if not len(arr):
             return
         if not self.index.is_trained:
@@ -124,10 +138,14 @@ class DenseIndex:
         """
         q = as_matrix(queries, "queries", self.dim)
         k = check_k(k, len(self))
-        scores, ids = self.index.search(q, k)  # (Q, k), (Q, k)
-        scores = scores.astype(np.float32, copy=False)
-        if self.metric == "l2":
-            scores = -scores
+        if self.index is None:  # over(): exact search of the array in place
+            faiss = _faiss()
+            metric = faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
+            dist, ids = faiss.knn(q, self._matrix, k, metric=metric)
+            scores, ids = _ties_by_row((-dist if self.metric == "l2" else dist).astype(np.float32), ids)
+        else:
+            scores, ids = self.index.search(q, k)  # (Q, k), (Q, k)
+            scores = -scores if self.metric == "l2" else scores.astype(np.float32, copy=False)
         scores[ids < 0] = -np.inf
         return scores, ids.astype(np.int64, copy=False)
 
@@ -139,11 +157,13 @@ class DenseIndex:
             raise ValueError(f"doc_indices must be (Q, m) with Q={q.shape[0]}, got shape {idx.shape}")
         if idx.size and idx.max() >= len(self):
             raise ValueError(f"doc index {int(idx.max())} is out of range for an index of {len(self)} documents")
-        docs = self.vectors[np.maximum(idx, 0)]  # (Q, m, D)
-        if self.metric == "ip":
-            out = np.einsum("qd,qmd->qm", q, docs)
-        else:
-            out = -((docs - q[:, None, :]) ** 2).sum(-1)
+        out = np.empty(idx.shape, dtype=np.float32)
+        for a in range(0, len(q), 16):  # (16, m, D) gathered at a time, not (Q, m, D)
+            docs = self.vectors[np.maximum(idx[a:a + 16], 0)]
+            if self.metric == "ip":
+                out[a:a + 16] = np.einsum("qd,qmd->qm", q[a:a + 16], docs)
+            else:
+                out[a:a + 16] = -((docs - q[a:a + 16, None, :]) ** 2).sum(-1)
         return np.where(idx < 0, -np.inf, out).astype(np.float32)
 
     @property
@@ -164,3 +184,9 @@ class DenseIndex:
 
     def __repr__(self) -> str:
         return f"DenseIndex(dim={self.dim}, factory={self.factory!r}, metric={self.metric!r}, size={len(self)})"
+
+
+def _ties_by_row(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row best first with equal scores in row order (FAISS leaves their order to its heap)."""
+    order = np.lexsort((ids, -scores), axis=-1)
+    return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)

@@ -63,6 +63,47 @@ class NpyAppender:
         self.file.close()
 
 
+class SparseAppender:
+    """Sparse weights streamed row chunk by row chunk into ``folder/sparse_{indptr,indices,values}.npy`` (a CSR
+    matrix, rows x vocabulary); :meth:`close` closes the files and writes the postings (:func:`write_postings`)."""
+
+    NAMES = ("sparse_indptr.npy", "sparse_indices.npy", "sparse_values.npy")
+
+    def __init__(self, folder: str):
+        self.folder, self.rows, self.vocab, self.nnz = folder, 0, 1, 0
+        self.arrays = {name: NpyAppender(os.path.join(folder, name), dtype)
+                       for name, dtype in zip(self.NAMES, (np.int64, np.int32, np.float32))}
+        self.arrays["sparse_indptr.npy"].append(np.zeros(1, np.int64))
+
+    def append_rows(self, lengths: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
+        """Rows given as CSR pieces: nonzeros per row, then the rows' token ids and weights concatenated."""
+        self.arrays["sparse_indptr.npy"].append(self.nnz + np.cumsum(lengths, dtype=np.int64))
+        self.arrays["sparse_indices.npy"].append(indices)
+        self.arrays["sparse_values.npy"].append(values)
+        self.rows += len(lengths)
+        self.nnz += int(np.sum(lengths))
+        if len(indices):
+            if int(indices.max()) >= 2**31 - 1:
+                raise ValueError(f"sparse token id {int(indices.max())} is too large for the index (at most 2**31 - 2)")
+            self.vocab = max(self.vocab, int(indices.max()) + 1)
+
+    def append(self, vectors: Any) -> None:
+        """Rows given as :class:`~bgekit.types.SparseVector` objects."""
+        self.append_rows(np.array([len(v) for v in vectors], dtype=np.int64),
+                         np.concatenate([np.asarray(v.indices, np.int64) for v in vectors] or [np.zeros(0, np.int64)]),
+                         np.concatenate([np.asarray(v.values, np.float32) for v in vectors] or [np.zeros(0, np.float32)]))
+
+    def abandon(self) -> None:
+        for array in self.arrays.values():
+            array.file.close()
+
+    def close(self) -> list[str]:
+        """Close the files and write the postings; returns every file's name."""
+        for array in self.arrays.values():
+            array.close()
+        return [*self.NAMES, *write_postings(self.folder, self.rows, self.vocab, self.nnz)]
+
+
 class SegmentWriter:
     """Streams rows into a new segment folder and commits it.
 
@@ -80,14 +121,10 @@ class SegmentWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
         os.makedirs(self.tmp)
         self.db = D.create_table(os.path.join(self.tmp, "docs.sqlite"))
-        self.count, self.vocab, self.nnz, self.tokens = 0, 1, 0, 0
+        self.count, self.tokens = 0, 0
         path = lambda name: os.path.join(self.tmp, name)  # noqa: E731
         self.arrays = {"dense.npy": NpyAppender(path("dense.npy"), np.float32, (self.dim,))}
-        if "sparse" in self.outputs:
-            self.arrays.update({"sparse_indptr.npy": NpyAppender(path("sparse_indptr.npy"), np.int64),
-                                "sparse_indices.npy": NpyAppender(path("sparse_indices.npy"), np.int32),
-                                "sparse_values.npy": NpyAppender(path("sparse_values.npy"), np.float32)})
-            self.arrays["sparse_indptr.npy"].append(np.zeros(1, np.int64))
+        self.sparse = SparseAppender(self.tmp) if "sparse" in self.outputs else None
         self.colbert_file = None
         if "colbert" in self.outputs:
             self.arrays["colbert_offsets.npy"] = NpyAppender(path("colbert_offsets.npy"), np.int64)
@@ -106,19 +143,11 @@ class SegmentWriter:
         for f in [a.file for a in self.arrays.values()] + [self.colbert_file]:
             if f is not None:
                 f.close()
+        if self.sparse is not None:
+            self.sparse.abandon()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # ---------------------------------------------------------------- rows in
-    def _sparse(self, lengths: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
-        self.arrays["sparse_indptr.npy"].append(self.nnz + np.cumsum(lengths, dtype=np.int64))
-        self.arrays["sparse_indices.npy"].append(indices)
-        self.arrays["sparse_values.npy"].append(values)
-        self.nnz += int(np.sum(lengths))
-        if len(indices):
-            if int(indices.max()) >= 2**31 - 1:
-                raise ValueError(f"sparse token id {int(indices.max())} is too large for the index (at most 2**31 - 2)")
-            self.vocab = max(self.vocab, int(indices.max()) + 1)
-
     def _colbert_lengths(self, lengths: np.ndarray) -> None:
         self.arrays["colbert_offsets.npy"].append(self.tokens + np.cumsum(lengths, dtype=np.int64))
         self.tokens += int(np.sum(lengths))
@@ -128,11 +157,8 @@ class SegmentWriter:
         D.insert_rows(self.db, self.count, docs)
         self.count += len(docs)
         self.arrays["dense.npy"].append(vectors.dense)
-        if "sparse" in self.outputs:
-            sparse = vectors.sparse
-            self._sparse(np.array([len(v) for v in sparse], dtype=np.int64),
-                         np.concatenate([np.asarray(v.indices, np.int64) for v in sparse] or [np.zeros(0, np.int64)]),
-                         np.concatenate([np.asarray(v.values, np.float32) for v in sparse] or [np.zeros(0, np.float32)]))
+        if self.sparse is not None:
+            self.sparse.append(vectors.sparse)
         if self.colbert_file is not None:
             self._colbert_lengths(np.array([len(c) for c in vectors.colbert], dtype=np.int64))
             for c in vectors.colbert:
@@ -149,7 +175,7 @@ class SegmentWriter:
             self.arrays["dense.npy"].append(np.asarray(segment.dense[a:b])[mask])
             if "sparse" in self.outputs:
                 sub = segment.sparse.matrix[a:b][mask]
-                self._sparse(np.diff(sub.indptr).astype(np.int64), sub.indices.astype(np.int64), sub.data)
+                self.sparse.append_rows(np.diff(sub.indptr).astype(np.int64), sub.indices.astype(np.int64), sub.data)
             if self.colbert_file is not None:
                 offsets = segment.colbert_offsets
                 self._colbert_lengths(np.diff(offsets[a:b + 1])[mask])
@@ -174,8 +200,8 @@ class SegmentWriter:
         if self.colbert_file is not None:
             self.colbert_file.close()
         names = ["docs.sqlite", *self.arrays] + (["colbert.f16"] if self.colbert_file is not None else [])
-        if "sparse" in self.outputs:
-            names += self._inverted_files()
+        if self.sparse is not None:
+            names += self.sparse.close()
         if self.dense_settings["factory"].strip().lower() != "flat":
             names += self._faiss_files(template)
         files = {}
@@ -183,7 +209,8 @@ class SegmentWriter:
             path = os.path.join(self.tmp, name)
             files[name] = os.path.getsize(path)
             G._fsync_path(path)
-        meta = {"format": "bgekit-segment", "version": 1, "rows": self.count, "sparse_vocab": self.vocab, "files": files}
+        meta = {"format": "bgekit-segment", "version": 1, "rows": self.count,
+                "sparse_vocab": self.sparse.vocab if self.sparse is not None else 1, "files": files}
         with open(os.path.join(self.tmp, "segment.json"), "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)
         G._fsync_path(os.path.join(self.tmp, "segment.json"))
@@ -191,24 +218,6 @@ class SegmentWriter:
         os.replace(self.tmp, os.path.join(self.root, self.name))
         G._fsync_path(self.root)
         return {"name": self.name, "rows": self.count, "deleted": 0}
-
-    def _inverted_files(self) -> list[str]:
-        """Write the postings (the transpose of the rows x vocabulary CSR) so readers memory-map both.
-
-        Index arrays are int32 where the nonzeros allow (scipy keeps memory-mapped arrays of one index dtype).
-        """
-        import scipy.sparse as sp
-
-        load = lambda name: np.load(os.path.join(self.tmp, f"sparse_{name}.npy"), mmap_mode="r")  # noqa: E731
-        small = self.nnz < 2**31 - 1
-        if small:  # (rows + 1,) offsets: rewritten as int32 to match the indices
-            np.save(os.path.join(self.tmp, "sparse_indptr.npy"), np.asarray(load("indptr"), dtype=np.int32))
-        matrix = sp.csr_matrix((load("values"), load("indices"), load("indptr")), shape=(self.count, self.vocab))
-        inverted = matrix.T.tocsr()  # (V, rows)
-        dtype = np.int32 if small else np.int64
-        for name, array in (("values", inverted.data), ("indices", inverted.indices), ("indptr", inverted.indptr)):
-            np.save(os.path.join(self.tmp, f"sparse_inv_{name}.npy"), np.asarray(array, dtype=np.float32 if name == "values" else dtype))
-        return ["sparse_inv_values.npy", "sparse_inv_indices.npy", "sparse_inv_indptr.npy"]
 
     def _faiss_files(self, template: Any) -> list[str]:
         import faiss
@@ -255,18 +264,9 @@ class Segment:
             self._load_faiss(folder, dense_settings, search_params)
         self.sparse = self.colbert = self.colbert_offsets = None
         if "sparse" in outputs:
-            import scipy.sparse as sp
-
-            from bgekit.index.sparse import SparseIndex
-
-            vocab, files = int(meta.get("sparse_vocab") or 1), meta["files"]
-            load = lambda name: np.load(os.path.join(folder, f"sparse_{name}.npy"), mmap_mode="r")  # noqa: E731
-            matrix = sp.csr_matrix(tuple(load(k) for k in ("values", "indices", "indptr")), shape=(self.rows, vocab))
-            inverted = None  # older segments (and version 1 folders) have no postings file: built on open
-            if "sparse_inv_indptr.npy" in files:
-                inverted = sp.csr_matrix(tuple(load(f"inv_{k}") for k in ("values", "indices", "indptr")),
-                                         shape=(vocab, self.rows))
-            self.sparse = SparseIndex(matrix, inverted)
+            # older segments (and version 1 folders) have no postings file: the postings are built on open
+            self.sparse = open_sparse(lambda name: os.path.join(folder, f"sparse_{name}.npy"), self.rows,
+                                      int(meta.get("sparse_vocab") or 1), "sparse_inv_indptr.npy" in meta["files"])
         if "colbert" in outputs:
             self.colbert_offsets = np.load(os.path.join(folder, "colbert_offsets.npy"))
             total = int(self.colbert_offsets[-1])
@@ -308,6 +308,42 @@ class Segment:
             if fetch >= self.rows or (rows >= 0).sum(1).min() >= k:
                 return scores, rows
             fetch = min(self.rows, fetch * 4)
+
+
+def write_postings(folder: str, rows: int, vocab: int, nnz: int) -> list[str]:
+    """Write the postings (the transpose of the rows x vocabulary CSR in ``folder/sparse_{indptr,indices,values}.npy``)
+    so readers memory-map both; returns the new files' names.
+
+    Index arrays are int32 where the nonzeros allow (scipy keeps memory-mapped arrays of one index dtype), so the
+    offsets are rewritten as int32 too. The transpose is built in memory once (the size of the sparse weights).
+    """
+    import scipy.sparse as sp
+
+    load = lambda name: np.load(os.path.join(folder, f"sparse_{name}.npy"), mmap_mode="r")  # noqa: E731
+    small = nnz < 2**31 - 1
+    if small:  # (rows + 1,) offsets: rewritten as int32 to match the indices
+        np.save(os.path.join(folder, "sparse_indptr.npy"), np.asarray(load("indptr"), dtype=np.int32))
+    matrix = sp.csr_matrix((load("values"), load("indices"), load("indptr")), shape=(rows, vocab))
+    inverted = matrix.T.tocsr()  # (V, rows)
+    dtype = np.int32 if small else np.int64
+    for name, array in (("values", inverted.data), ("indices", inverted.indices), ("indptr", inverted.indptr)):
+        np.save(os.path.join(folder, f"sparse_inv_{name}.npy"), np.asarray(array, dtype=np.float32 if name == "values" else dtype))
+    return ["sparse_inv_values.npy", "sparse_inv_indices.npy", "sparse_inv_indptr.npy"]
+
+
+def open_sparse(path_of: Any, rows: int, vocab: int, postings: bool) -> Any:
+    """A :class:`~bgekit.index.sparse.SparseIndex` over memory-mapped CSR files (``path_of(name)`` -> the path of
+    ``sparse_{name}``, e.g. "indptr" or "inv_values"); without ``postings`` files the transpose is built in memory."""
+    import scipy.sparse as sp
+
+    from bgekit.index.sparse import SparseIndex
+
+    load = lambda name: np.load(path_of(name), mmap_mode="r")  # noqa: E731
+    matrix = sp.csr_matrix(tuple(load(k) for k in ("values", "indices", "indptr")), shape=(rows, vocab))
+    inverted = None
+    if postings:
+        inverted = sp.csr_matrix(tuple(load(f"inv_{k}") for k in ("values", "indices", "indptr")), shape=(vocab, rows))
+    return SparseIndex(matrix, inverted)
 
 
 def _drop(dist: np.ndarray, ids: np.ndarray, deleted: np.ndarray, k: int, metric: str):
