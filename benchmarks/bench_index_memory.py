@@ -3,15 +3,24 @@
 For each size in ``--sizes`` a corpus of short synthetic texts is written to a .jsonl file, and a child process
 builds an index from it with ``build_index(path, model, stream_corpus(corpus))`` - what ``bgekit index build``
 does. The child reports its peak RSS (VmHWM), its RSS before the build (imports and model loaded), the build
-time, and the size of the dense vectors on disk (memory-mapped when searched). With ``--compare-in-memory``
+time, and the size of the dense vectors on disk (memory-mapped when searched). RSS counts the pages of
+memory-mapped files the process has read (page cache the kernel can drop), so the child also samples its anonymous
+memory (RssAnon, every 10 ms: a lower bound of its peak), the part that is the process's own. With ``--compare-in-memory``
 the same build runs from a fully read corpus (``read_corpus``, the pre-streaming path) for comparison.
+
+With ``--add``, another corpus of the same size (new ids) is then added to the built index in a fresh child, as
+``bgekit index add`` does (``store.add(stream_corpus(corpus), model)``): its peak RSS is the add's alone, to set
+against the build's. The merge policy rewrites the base segment into the new one (it is smaller than eight times
+the added documents), so the add writes twice the rows it adds. With ``--compare-in-memory`` too, the same add
+also runs from a fully read corpus (on a copy of the built index).
 
 The default model is a stub BGE-M3: a bag of hashed words projected to 384 dimensions, plus the hashed words as
 sparse lexical weights (no network, no weights, a few microseconds per text), so the figure is the index's
 memory, not a transformer's; ``--model stub`` is its dense-only form. ``--model PATH`` uses a real
 bgekit embedder instead (e.g. ../shared/golden/models/bert-embedder, a tiny BERT), at a far lower speed.
 
-    python benchmarks/bench_index_memory.py [--sizes 100000,300000,1000000] [--model stub-m3|stub|PATH] [--compare-in-memory]
+    python benchmarks/bench_index_memory.py [--sizes 100000,300000,1000000] [--model stub-m3|stub|PATH]
+        [--compare-in-memory] [--add]
 """
 from __future__ import annotations
 
@@ -88,13 +97,13 @@ class HashM3(HashEmbedder):
 STUBS = {"stub": HashEmbedder, "stub-m3": HashM3}
 
 
-def write_corpus(path: str, n: int) -> None:
-    rng = np.random.default_rng(n)
+def write_corpus(path: str, n: int, prefix: str = "d") -> None:
+    rng = np.random.default_rng(n if prefix == "d" else [n, ord(prefix)])
     picks = rng.integers(0, len(WORDS), (n, 8))
     with open(path, "w", encoding="utf-8") as f:
         for i in range(n):
             text = " ".join(WORDS[j] for j in picks[i])
-            f.write(json.dumps({"id": f"d{i}", "text": f"study {i}: {text}", "year": 2000 + i % 25}) + "\n")
+            f.write(json.dumps({"id": f"{prefix}{i}", "text": f"study {i}: {text}", "year": 2000 + i % 25}) + "\n")
 
 
 def _rss_kb(field: str) -> int:
@@ -105,10 +114,26 @@ def _rss_kb(field: str) -> int:
     return 0
 
 
-def child(corpus: str, out: str, model_name: str, in_memory: bool) -> None:
-    """Build the index in this process and print one JSON line of measurements."""
+def _sample_peak(field: str):
+    """Sample a /proc/self/status field every 10 ms in a thread; returns a function giving the peak so far."""
+    import threading
+
+    peak = [_rss_kb(field)]
+
+    def run() -> None:
+        while True:
+            peak[0] = max(peak[0], _rss_kb(field))
+            time.sleep(0.01)
+
+    threading.Thread(target=run, daemon=True).start()
+    return lambda: max(peak[0], _rss_kb(field))
+
+
+def child(corpus: str, out: str, model_name: str, mode: str) -> None:
+    """Build the index (mode "stream" / "memory"), or add to the one in ``out`` ("add" / "add-memory"), in this
+    process and print one JSON line of measurements."""
     from bgekit.index.documents import read_corpus, stream_corpus
-    from bgekit.index.store import build_index
+    from bgekit.index.store import build_index, open_index
 
     if model_name in STUBS:
         model = STUBS[model_name]()
@@ -116,16 +141,37 @@ def child(corpus: str, out: str, model_name: str, in_memory: bool) -> None:
         from bgekit.loading import load_embedder
 
         model = load_embedder(model_name, devices="cpu")
+    anon = _sample_peak("RssAnon")
+    adding = mode.startswith("add")
+    store = open_index(out) if adding else None
     before = _rss_kb("VmRSS")
     t = time.perf_counter()
-    docs = read_corpus(corpus) if in_memory else stream_corpus(corpus)
-    store = build_index(out, model, docs, show_progress=False)
+    docs = read_corpus(corpus) if mode.endswith("memory") else stream_corpus(corpus)
+    if adding:
+        store.add(docs, model, show_progress=False)
+    else:
+        store = build_index(out, model, docs, show_progress=False)
     seconds = time.perf_counter() - t
-    folder = store.segments[0].folder
-    dense = os.path.getsize(os.path.join(folder, "dense.npy"))
-    sparse = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder) if f.startswith("sparse_"))
-    print(json.dumps({"documents": store.count, "build_s": round(seconds, 1), "rss_before_mb": round(before / 1024),
-                      "peak_rss_mb": round(_rss_kb("VmHWM") / 1024), "dense_on_disk_mb": round(dense / 2**20), "sparse_on_disk_mb": round(sparse / 2**20)}))
+    dense = sum(os.path.getsize(os.path.join(seg.folder, "dense.npy")) for seg in store.segments)
+    sparse = sum(os.path.getsize(os.path.join(seg.folder, f)) for seg in store.segments for f in os.listdir(seg.folder)
+                 if f.startswith("sparse_"))
+    print(json.dumps({"documents": store.count, "add_s" if adding else "build_s": round(seconds, 1),
+                      "rss_before_mb": round(before / 1024), "peak_rss_mb": round(_rss_kb("VmHWM") / 1024),
+                      "peak_anon_mb": round(anon() / 1024),
+                      "dense_on_disk_mb": round(dense / 2**20), "sparse_on_disk_mb": round(sparse / 2**20),
+                      **({"added": len(docs), "segments": len(store.segments)} if adding else {})}))
+
+
+def _run(corpus: str, out: str, model: str, mode: str, env: dict) -> dict:
+    """One child process (a build or an add); its measurements, printed as a JSON line."""
+    proc = subprocess.run([sys.executable, __file__, "--child", corpus, out, model, mode], env=env,
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"{mode} of {corpus} failed:\n{proc.stderr[-3000:]}")
+    row = {"mode": mode, "model": model, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    row["peak_minus_before_mb"] = row["peak_rss_mb"] - row["rss_before_mb"]
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def main() -> None:
@@ -133,30 +179,33 @@ def main() -> None:
     ap.add_argument("--sizes", default="100000,300000,1000000")
     ap.add_argument("--model", default="stub-m3",
                     help="'stub-m3' (hashed words: 384-d dense + sparse), 'stub' (dense only) or a bgekit embedder path")
-    ap.add_argument("--compare-in-memory", action="store_true", help="also build from a fully read corpus")
+    ap.add_argument("--compare-in-memory", action="store_true", help="also build (and add) from a fully read corpus")
+    ap.add_argument("--add", action="store_true", help="then add as many new documents to the built index")
     ap.add_argument("--json", default=None)
     ap.add_argument("--child", nargs=4, metavar=("CORPUS", "OUT", "MODEL", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        corpus, out, model, mode = args.child
-        return child(corpus, out, model, mode == "memory")
+        return child(*args.child)
     root = tempfile.mkdtemp(prefix="bgekit-bench-index-memory-")
     env = {**os.environ, "PYTHONPATH": os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")}
     results = []
+    run = lambda corpus, out, mode: results.append(_run(corpus, out, args.model, mode, env))  # noqa: E731
     try:
         for n in (int(x) for x in args.sizes.split(",")):
             corpus = os.path.join(root, f"corpus-{n}.jsonl")
             write_corpus(corpus, n)
             for mode in ("stream", "memory") if args.compare_in_memory else ("stream",):
                 out = os.path.join(root, f"index-{n}-{mode}")
-                proc = subprocess.run([sys.executable, __file__, "--child", corpus, out, args.model, mode], env=env,
-                                      capture_output=True, text=True)
-                if proc.returncode:
-                    raise SystemExit(f"build of {n} documents ({mode}) failed:\n{proc.stderr[-3000:]}")
-                row = {"mode": mode, "model": args.model, **json.loads(proc.stdout.strip().splitlines()[-1])}
-                row["peak_minus_before_mb"] = row["peak_rss_mb"] - row["rss_before_mb"]
-                results.append(row)
-                print(json.dumps(row), flush=True)
+                run(corpus, out, mode)
+                if args.add and mode == "stream":
+                    more = os.path.join(root, f"more-{n}.jsonl")
+                    write_corpus(more, n, prefix="a")
+                    if args.compare_in_memory:
+                        shutil.copytree(out, out + "-copy")
+                        run(more, out + "-copy", "add-memory")
+                        shutil.rmtree(out + "-copy", ignore_errors=True)
+                    run(more, out, "add")
+                    os.remove(more)
                 shutil.rmtree(out, ignore_errors=True)
             os.remove(corpus)
     finally:
@@ -164,6 +213,12 @@ def main() -> None:
     streamed = [r for r in results if r["mode"] == "stream"]
     print(f"peak RSS of a streamed build: " + ", ".join(f"{r['documents']:,} docs {r['peak_rss_mb']} MB "
                                                        f"(dense vectors on disk {r['dense_on_disk_mb']} MB)" for r in streamed))
+    added = [r for r in results if r["mode"] == "add"]
+    if added:
+        print("peak RSS of a streamed add, against the streamed build of the base: " + ", ".join(
+            f"{r['added']:,} docs added to {b['documents']:,}: {r['peak_rss_mb']} MB, anonymous {r['peak_anon_mb']} MB "
+            f"(build {b['peak_rss_mb']} MB, anonymous {b['peak_anon_mb']} MB; ratio {r['peak_rss_mb'] / b['peak_rss_mb']:.2f}"
+            f", anonymous {r['peak_anon_mb'] / b['peak_anon_mb']:.2f})" for r, b in zip(added, streamed)))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
