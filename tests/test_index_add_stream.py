@@ -146,7 +146,7 @@ def test_an_id_already_in_the_index_is_refused_before_anything_is_encoded(tmp_pa
     assert [kind for kind, _ in log] == ["probe"]  # the model check only: no document read or encoded
     assert (store.generation, sorted(os.listdir(tmp_path / "ix"))) == before and store.count == 4
     # the command refuses before it even loads the model
-    monkeypatch.setattr("bgekit.cli.index._load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr("bgekit.loading.load_embedder", lambda *a, **k: pytest.fail("the model was loaded"))
     assert main(["index", "add", "--index-dir", str(tmp_path / "ix"), "--corpus", path, "--device", "cpu"]) == 2
     assert "already in the index ('d2')" in capsys.readouterr().err
     assert open_index(str(tmp_path / "ix")).generation == before[0]
@@ -171,7 +171,7 @@ def test_a_bad_line_is_named_by_file_and_line_before_any_encoding(tmp_path, bert
     bad.write_text("\n".join(lines[:6] + ['{"id": "x", "text": 5}'] + lines[6:]) + "\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"bad.jsonl:7: 'text' must be a string"):
         stream_corpus(str(bad), chunk=3)
-    monkeypatch.setattr("bgekit.cli.index._load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr("bgekit.loading.load_embedder", lambda *a, **k: pytest.fail("the model was loaded"))
     assert main(["index", "add", "--index-dir", str(tmp_path / "ix"), "--corpus", str(bad), "--device", "cpu"]) == 3
     assert "bad.jsonl:7: 'text' must be a string" in capsys.readouterr().err
     assert open_index(str(tmp_path / "ix")).generation == store.generation == "gen-000001"
