@@ -86,6 +86,7 @@ class EvalRunner:
         self.reranker_name = model_name(model_args.reranker_name_or_path) if self.reranker is not None else None
         self._data: dict[tuple, Any] = {}
         self._corpus: dict[Any, np.ndarray] = {}
+        self._scratch: Any = None  # a temporary folder for corpus vectors when none is saved
 
     # ------------------------------------------------------------------ arguments
     def _check_args(self) -> None:
@@ -178,8 +179,6 @@ class EvalRunner:
         return os.path.join(*parts)
 
     def _corpus_embeddings(self, name: str | None, data) -> np.ndarray:
-        from bgekit.io import atomic_save_npy
-
         key = None if self.spec.shared_corpus else name
         if key in self._corpus:
             return self._corpus[key]
@@ -191,11 +190,38 @@ class EvalRunner:
                 raise UsageError(f"{path} holds {emb.shape[0]} embeddings but the corpus of {name or data.name} has "
                                  f"{len(data.doc_ids)} documents; pass --overwrite True to encode it again")
         else:
-            emb = _dense(self.embedder.encode_corpus(data.documents()))
-            if path:
-                atomic_save_npy(path, emb)
+            emb = self._encode_corpus(data, path)
         self._corpus[key] = emb
         return emb
+
+    def _encode_corpus(self, data, path: str | None) -> np.ndarray:
+        """Encode the corpus a chunk at a time into ``path`` (or a temporary file), written whole or not at all;
+        returns it memory-mapped (the texts are read from their file as they go: see bgekit.eval.stream)."""
+        import tempfile
+
+        from bgekit.eval.stream import EVAL_CHUNK
+        from bgekit.index.dense import as_matrix
+        from bgekit.index.segment import NpyAppender
+
+        if path is None:
+            if self._scratch is None:
+                self._scratch = tempfile.TemporaryDirectory(prefix="bgekit-eval-")
+            path = os.path.join(self._scratch.name, f"corpus-{len(self._corpus)}.npy")
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        part = f"{path}.part-{os.getpid()}"
+        out = None
+        try:
+            for docs in data.document_chunks(EVAL_CHUNK):
+                emb = as_matrix(_dense(self.embedder.encode_corpus(docs)), "corpus embeddings")
+                out = out or NpyAppender(part, np.float32, (emb.shape[1],))
+                out.append(emb)
+            out.close()
+            os.replace(part, path)
+        finally:
+            if out is not None and os.path.exists(part):
+                out.file.close()
+                os.remove(part)
+        return np.load(path, mmap_mode="r")
 
     def retrieve(self, name: str | None, data) -> dict[str, dict[str, float]]:
         """Dense top-``search_top_k`` for every query of ``data``: ``{qid: {docid: score}}``."""
@@ -212,8 +238,11 @@ class EvalRunner:
     def rerank(self, data, run: dict) -> dict[str, dict[str, float]]:
         from bgekit.eval.retrieval import rerank
 
-        texts = dict(zip(data.doc_ids, data.documents()))
-        return rerank(run, data.queries, texts, self.reranker, top_k=self.args.rerank_top_k)
+        from bgekit.eval.metrics import ranked
+
+        top_k = self.args.rerank_top_k
+        texts = data.texts_of(d for res in run.values() for d in ranked(res)[:top_k])
+        return rerank(run, data.queries, texts, self.reranker, top_k=top_k)
 
     # ------------------------------------------------------------------ files
     def _info(self, reranker: str, split: str, name: str | None) -> dict:
@@ -253,7 +282,8 @@ class EvalRunner:
                 raise FileNotFoundError(f"{os.path.join(folder, file)}: split {split!r} of {name} is no longer available")
             run = info["search_results"]
             if data.answers is not None:
-                metrics = qa_metrics(dict(zip(data.doc_ids, data.documents())), data.answers, run, self.args.k_values)
+                metrics = qa_metrics(data.texts_of(d for res in run.values() for d in res), data.answers, run,
+                                     self.args.k_values)
             else:
                 metrics = retrieval_metrics(data.qrels, run, self.args.k_values)
             key = f"{name}-{split}" if name is not None else split
