@@ -29,7 +29,8 @@ from bgekit.index import documents as D
 from bgekit.index import generation as G
 from bgekit.index import integrity as I
 
-COPY_ROWS = 1 << 16         # rows (and ColBERT token rows x 16) copied per step
+COPY_ROWS = 1 << 13         # rows (and ColBERT token rows x 16) copied per step: 12 MB of 384-d vectors
+FAISS_ROWS = 1 << 20        # vectors added to an approximate FAISS index per step (it trains on the first)
 _HEADER = 128               # bytes of every .npy header this module writes (room for any shape it writes)
 
 
@@ -230,8 +231,8 @@ class SegmentWriter:
         needs_training = not index.index.is_trained
         if template is not None and template.is_trained:
             index.index = faiss.clone_index(template)
-        for a in range(0, len(vectors), COPY_ROWS * 16):  # approximate indexes train on their first (large) add
-            index.add(np.asarray(vectors[a:a + COPY_ROWS * 16]))
+        for a in range(0, len(vectors), FAISS_ROWS):  # approximate indexes train on their first (large) add
+            index.add(np.asarray(vectors[a:a + FAISS_ROWS]))
         faiss.write_index(index.index, os.path.join(self.tmp, "dense.faiss"))
         if not (needs_training and index.index.is_trained):
             return ["dense.faiss"]
