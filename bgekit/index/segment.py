@@ -282,7 +282,10 @@ class Segment:
         from bgekit.index.dense import DenseIndex
 
         index = DenseIndex(self.dense.shape[1], factory=settings["factory"], metric=settings["metric"])
-        index.index = faiss.read_index(os.path.join(folder, "dense.faiss"))
+        # memory-mapped, not read into memory: a segment is immutable, and FAISS reads HNSW graphs and IVF lists
+        # in place (IO_FLAG_MMAP_IFC, FAISS >= 1.8)
+        flags = getattr(faiss, "IO_FLAG_MMAP_IFC", 0) | getattr(faiss, "IO_FLAG_READ_ONLY", 0)
+        index.index = faiss.read_index(os.path.join(folder, "dense.faiss"), flags)
         for name, value in (search_params or {}).items():
             index._set_param(name, value)
         self.index = index.index
