@@ -129,9 +129,9 @@ def _sample_peak(field: str):
     return lambda: max(peak[0], _rss_kb(field))
 
 
-def child(corpus: str, out: str, model_name: str, mode: str) -> None:
-    """Build the index (mode "stream" / "memory"), or add to the one in ``out`` ("add" / "add-memory"), in this
-    process and print one JSON line of measurements."""
+def child(corpus: str, out: str, model_name: str, mode: str, factory: str = "Flat") -> None:
+    """Build the index (mode "stream" / "memory"), or add to the one in ``out`` ("add" / "add-memory"), or open it
+    and search it ("search"), in this process and print one JSON line of measurements."""
     from bgekit.index.documents import read_corpus, stream_corpus
     from bgekit.index.store import build_index, open_index
 
@@ -141,6 +141,8 @@ def child(corpus: str, out: str, model_name: str, mode: str) -> None:
         from bgekit.loading import load_embedder
 
         model = load_embedder(model_name, devices="cpu")
+    if mode == "search":
+        return search_child(out, model)
     anon = _sample_peak("RssAnon")
     adding = mode.startswith("add")
     store = open_index(out) if adding else None
@@ -150,7 +152,7 @@ def child(corpus: str, out: str, model_name: str, mode: str) -> None:
     if adding:
         store.add(docs, model, show_progress=False)
     else:
-        store = build_index(out, model, docs, show_progress=False)
+        store = build_index(out, model, docs, factory=factory, show_progress=False)
     seconds = time.perf_counter() - t
     dense = sum(os.path.getsize(os.path.join(seg.folder, "dense.npy")) for seg in store.segments)
     sparse = sum(os.path.getsize(os.path.join(seg.folder, f)) for seg in store.segments for f in os.listdir(seg.folder)
@@ -162,9 +164,30 @@ def child(corpus: str, out: str, model_name: str, mode: str) -> None:
                       **({"added": len(docs), "segments": len(store.segments)} if adding else {})}))
 
 
-def _run(corpus: str, out: str, model: str, mode: str, env: dict) -> dict:
-    """One child process (a build or an add); its measurements, printed as a JSON line."""
-    proc = subprocess.run([sys.executable, __file__, "--child", corpus, out, model, mode], env=env,
+def search_child(out: str, model) -> None:
+    """Open the index and run 200 dense searches: the anonymous memory this takes, against the FAISS file's size
+    (an approximate index is memory-mapped, so its graph or lists should not show up as the process's own)."""
+    import faiss  # noqa: F401 - imported before measuring, as the model is
+
+    from bgekit.index.search import Searcher
+    from bgekit.index.store import open_index
+
+    before = _rss_kb("RssAnon")
+    store = open_index(out)
+    searcher = Searcher(store, model)
+    for i in range(200):
+        searcher.search(f"study {WORDS[i % len(WORDS)]} {WORDS[(7 * i) % len(WORDS)]}", top_k=10, mode="dense")
+    faiss_mb = sum(os.path.getsize(os.path.join(seg.folder, "dense.faiss")) for seg in store.segments
+                   if os.path.isfile(os.path.join(seg.folder, "dense.faiss"))) / 2**20
+    print(json.dumps({"documents": store.count, "factory": store.manifest["dense"]["factory"],
+                      "anon_after_open_and_search_mb": round((_rss_kb("RssAnon") - before) / 1024),
+                      "faiss_file_mb": round(faiss_mb), "rss_before_mb": round(before / 1024),
+                      "peak_rss_mb": round(_rss_kb("VmHWM") / 1024)}))
+
+
+def _run(corpus: str, out: str, model: str, mode: str, env: dict, factory: str = "Flat") -> dict:
+    """One child process (a build, an add or a search); its measurements, printed as a JSON line."""
+    proc = subprocess.run([sys.executable, __file__, "--child", corpus, out, model, mode, factory], env=env,
                           capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"{mode} of {corpus} failed:\n{proc.stderr[-3000:]}")
@@ -182,14 +205,17 @@ def main() -> None:
     ap.add_argument("--compare-in-memory", action="store_true", help="also build (and add) from a fully read corpus")
     ap.add_argument("--add", action="store_true", help="then add as many new documents to the built index")
     ap.add_argument("--json", default=None)
-    ap.add_argument("--child", nargs=4, metavar=("CORPUS", "OUT", "MODEL", "MODE"), help=argparse.SUPPRESS)
+    ap.add_argument("--factory", default="Flat", help="FAISS index of the build (e.g. HNSW32, IVF1024,Flat)")
+    ap.add_argument("--search", action="store_true",
+                    help="then open the built index and search it: the anonymous memory that takes vs the FAISS file")
+    ap.add_argument("--child", nargs=5, metavar=("CORPUS", "OUT", "MODEL", "MODE", "FACTORY"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(*args.child)
     root = tempfile.mkdtemp(prefix="bgekit-bench-index-memory-")
     env = {**os.environ, "PYTHONPATH": os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")}
     results = []
-    run = lambda corpus, out, mode: results.append(_run(corpus, out, args.model, mode, env))  # noqa: E731
+    run = lambda corpus, out, mode: results.append(_run(corpus, out, args.model, mode, env, args.factory))  # noqa: E731
     try:
         for n in (int(x) for x in args.sizes.split(",")):
             corpus = os.path.join(root, f"corpus-{n}.jsonl")
@@ -197,6 +223,8 @@ def main() -> None:
             for mode in ("stream", "memory") if args.compare_in_memory else ("stream",):
                 out = os.path.join(root, f"index-{n}-{mode}")
                 run(corpus, out, mode)
+                if args.search and mode == "stream":
+                    run(corpus, out, "search")
                 if args.add and mode == "stream":
                     more = os.path.join(root, f"more-{n}.jsonl")
                     write_corpus(more, n, prefix="a")
@@ -210,6 +238,9 @@ def main() -> None:
             os.remove(corpus)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    for r in (r for r in results if r["mode"] == "search"):
+        print(f"open + 200 searches of a {r['factory']} index of {r['documents']:,} docs: "
+              f"{r['anon_after_open_and_search_mb']} MB of anonymous memory, FAISS file {r['faiss_file_mb']} MB")
     streamed = [r for r in results if r["mode"] == "stream"]
     print(f"peak RSS of a streamed build: " + ", ".join(f"{r['documents']:,} docs {r['peak_rss_mb']} MB "
                                                        f"(dense vectors on disk {r['dense_on_disk_mb']} MB)" for r in streamed))
