@@ -67,7 +67,8 @@ def child(folder: str, model_name: str, retrieval: str) -> None:
     t = time.perf_counter()
     data = load_folder(folder, split="test")
     loaded = time.perf_counter() - t
-    result = evaluate_retrieval(  # the qrels are random: the scores mean nothing, the memory doesdata, model, config=EvalConfig(retrieval=retrieval, search_top_k=100,
+    # the qrels are random: the scores mean nothing, the memory does
+    result = evaluate_retrieval(data, model, config=EvalConfig(retrieval=retrieval, search_top_k=100,
                                                                show_progress=False))
     seconds = time.perf_counter() - t
     vectors = sum(v for k, v in sizes.items() if not k.startswith("sparse_inv"))

@@ -13,9 +13,9 @@ def lexical(q: dict, d: dict) -> float:
 def test_search_matches_brute_force_lexical_scores():
     rng = np.random.default_rng(0)
     docs = [{str(t): float(rng.random()) for t in rng.choice(50, size=5, replace=False)} for _ in range(40)]
-    queries = [{str(t): float(rng.random()) for t in rng.choice(50, size=3, replace=False)} for _ in range(6)]
+    queries = [{str(t): float(rng.random()) for t in rng.choice(50, size=3, replace=False)} for _ in range(37)]
     index = SparseIndex.from_vectors(docs)
-    scores, ids = index.search(queries, k=5)
+    scores, ids = index.search(queries, k=5)  # 37 queries: three blocks of QUERY_BLOCK (16), the last one partial
     for qi, q in enumerate(queries):
         brute = np.array([lexical(q, d) for d in docs], dtype=np.float32)
         for s, i in zip(scores[qi], ids[qi]):

@@ -19,6 +19,9 @@ from bgekit.index.dense import check_k
 from bgekit.types import SparseVector
 
 
+QUERY_BLOCK = 16  # queries scored against the postings at a time: a common token can match every document
+
+
 def _scipy_sparse():
     try:
         import scipy.sparse as sp
@@ -101,11 +104,13 @@ class SparseIndex:
         """
         k = check_k(k, len(self))
         q = to_csr(queries, "queries", self.vocab_size)        # (Q, V)
-        product = (q @ self.inverted).tocsr()                  # (Q, N), only overlapping documents stored
         scores = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
         ids = np.full((q.shape[0], k), -1, dtype=np.int64)
+        product = None
         for row in range(q.shape[0]):
-            start, end = product.indptr[row], product.indptr[row + 1]
+            if row % QUERY_BLOCK == 0:  # (block, N), only overlapping documents stored: up to block x N entries
+                product = (q[row:row + QUERY_BLOCK] @ self.inverted).tocsr()
+            start, end = product.indptr[row % QUERY_BLOCK], product.indptr[row % QUERY_BLOCK + 1]
             docs, vals = product.indices[start:end], product.data[start:end]
             if exclude is not None and len(exclude):
                 keep = ~np.isin(docs, exclude)
