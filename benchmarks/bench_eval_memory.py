@@ -13,6 +13,10 @@ The model is bench_index_memory's stub BGE-M3 (hashed words: 384-d dense vectors
 microseconds per text), so the figure is the evaluation's memory, not a transformer's.
 
     python benchmarks/bench_eval_memory.py [--sizes 100000,1000000] [--retrieval dense+sparse] [--queries 1000]
+        [--peer CHECKOUT]
+
+``--peer`` runs the same evaluation with another bgekit checkout (e.g. ``git worktree add /tmp/before abd64d4``,
+the last commit that read the corpus whole) for the ratio.
 """
 from __future__ import annotations
 
@@ -46,7 +50,6 @@ def write_collection(folder: str, n: int, queries: int) -> None:
 
 def child(folder: str, model_name: str, retrieval: str) -> None:
     """Evaluate in this process and print one JSON line of measurements."""
-    import bgekit.eval.stream as stream
     from bgekit.eval.data import load_folder
     from bgekit.eval.runner import EvalConfig, evaluate_retrieval
 
@@ -56,13 +59,18 @@ def child(folder: str, model_name: str, retrieval: str) -> None:
     model = STUBS[model_name]()
     anon = _sample_peak("RssAnon")
     sizes = {}
-    opened = stream.open_corpus_files
+    try:
+        import bgekit.eval.stream as stream
+    except ImportError:  # a bgekit from before streaming (run as a peer: see --peer)
+        stream = None
+    if stream is not None:
+        opened = stream.open_corpus_files
 
-    def measure(files):  # the corpus vectors' size on disk, as the search opens them
-        sizes.update({name: os.path.getsize(path) for name, path in files.items()})
-        return opened(files)
+        def measure(files):  # the corpus vectors' size on disk, as the search opens them
+            sizes.update({name: os.path.getsize(path) for name, path in files.items()})
+            return opened(files)
 
-    stream.open_corpus_files = measure  # the runner imports it at call time
+        stream.open_corpus_files = measure  # the runner imports it at call time
     before = _rss_kb("VmRSS")
     t = time.perf_counter()
     data = load_folder(folder, split="test")
@@ -71,7 +79,7 @@ def child(folder: str, model_name: str, retrieval: str) -> None:
     result = evaluate_retrieval(data, model, config=EvalConfig(retrieval=retrieval, search_top_k=100,
                                                                show_progress=False))
     seconds = time.perf_counter() - t
-    vectors = sum(v for k, v in sizes.items() if not k.startswith("sparse_inv"))
+    vectors = sum(v for k, v in sizes.items() if not k.startswith("sparse_inv")) or len(data.doc_ids) * model.dim * 4
     corpus_bytes = os.path.getsize(os.path.join(folder, "corpus.jsonl"))
     print(json.dumps({"documents": len(data.doc_ids), "queries": result.num_queries, "retrieval": retrieval,
                       "load_s": round(loaded, 1), "eval_s": round(seconds, 1),
@@ -85,6 +93,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--retrieval", default="dense+sparse", choices=("dense", "sparse", "dense+sparse"))
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--peer", default=None, metavar="CHECKOUT",
+                    help="also evaluate with the bgekit in this checkout (e.g. a git worktree of a commit from "
+                         "before streaming) on the same collection, for the ratio")
     ap.add_argument("--json", default=None)
     ap.add_argument("--child", nargs=3, metavar=("FOLDER", "MODEL", "RETRIEVAL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -98,24 +109,28 @@ def main() -> None:
         for n in (int(x) for x in args.sizes.split(",")):
             folder = os.path.join(root, f"collection-{n}")
             write_collection(folder, n, args.queries)
-            proc = subprocess.run([sys.executable, __file__, "--child", folder, model, args.retrieval], env=env,
-                                  capture_output=True, text=True)
-            if proc.returncode:
-                raise SystemExit(f"evaluation of {folder} failed:\n{proc.stderr[-3000:]}")
-            row = json.loads(proc.stdout.strip().splitlines()[-1])
-            row["peak_minus_before_mb"] = row["peak_rss_mb"] - row["rss_before_mb"]
-            row["in_memory_floor_mb"] = row["corpus_file_mb"] + row["vectors_on_disk_mb"]
-            row["anon_over_floor"] = round((row["peak_anon_mb"] - row["rss_before_mb"]) / row["in_memory_floor_mb"], 2)
-            print(json.dumps(row), flush=True)
-            results.append(row)
+            for label, path in [("bgekit", env["PYTHONPATH"])] + ([("peer", args.peer)] if args.peer else []):
+                proc = subprocess.run([sys.executable, __file__, "--child", folder, model, args.retrieval],
+                                      env={**env, "PYTHONPATH": path}, capture_output=True, text=True)
+                if proc.returncode:
+                    raise SystemExit(f"evaluation of {folder} ({label}) failed:\n{proc.stderr[-3000:]}")
+                row = {"code": label, **json.loads(proc.stdout.strip().splitlines()[-1])}
+                row["peak_minus_before_mb"] = row["peak_rss_mb"] - row["rss_before_mb"]
+                row["in_memory_floor_mb"] = row["corpus_file_mb"] + row["vectors_on_disk_mb"]
+                print(json.dumps(row), flush=True)
+                results.append(row)
             shutil.rmtree(folder, ignore_errors=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print("\n| documents | retrieval | peak RSS | peak anonymous | before | corpus file + vectors (in-memory floor) | time |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| code | documents | retrieval | peak RSS | peak anonymous | before | corpus file + vectors | time |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['documents']:,} | {r['retrieval']} | {r['peak_rss_mb']} MB | {r['peak_anon_mb']} MB | "
+        print(f"| {r['code']} | {r['documents']:,} | {r['retrieval']} | {r['peak_rss_mb']} MB | {r['peak_anon_mb']} MB | "
               f"{r['rss_before_mb']} MB | {r['in_memory_floor_mb']} MB | {r['eval_s']} s |")
+    for ours, peer in zip(results[::2], results[1::2]) if args.peer else ():
+        print(f"{ours['documents']:,} documents: peak anonymous memory {ours['peak_anon_mb']} MB vs the peer's "
+              f"{peer['peak_anon_mb']} MB (ratio {ours['peak_anon_mb'] / peer['peak_anon_mb']:.2f}); peak RSS "
+              f"{ours['peak_rss_mb']} vs {peer['peak_rss_mb']} MB (ratio {ours['peak_rss_mb'] / peer['peak_rss_mb']:.2f})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
