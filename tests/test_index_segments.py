@@ -117,6 +117,9 @@ def test_segments_and_tombstones_search_like_one_segment(tmp_path, m3, data, seg
     shutil.copytree(tmp_path / "grown", tmp_path / "compacted")
     compacted = open_index(str(tmp_path / "compacted")).compact()
     assert len(compacted.segments) == 1 and compacted.deleted == 0 and compacted.count == 45
+    generation, files = compacted.generation, sorted(os.listdir(tmp_path / "compacted"))
+    assert compacted.compacted and compacted.compact().generation == generation  # again: nothing to write
+    assert sorted(os.listdir(tmp_path / "compacted")) == files
     for other in (fresh, compacted):
         assert_same(snapshot(store), snapshot(other))
     for options in SEARCHES:

@@ -165,6 +165,10 @@ def cmd_compact(args: argparse.Namespace) -> int:
     check_extras("faiss", "scipy")
     store = open_index(args.index_dir)
     segments, deleted = len(store.segments), store.deleted
+    if store.compacted:
+        print(f"{store.path} is already compact: 1 segment, no deleted rows ({store.generation}); nothing written",
+              file=sys.stderr)
+        return 0
     store.compact()
     print(f"compacted {store.path}: {segments} segment(s) with {deleted} deleted rows -> 1 segment of {store.count} "
           f"documents ({store.generation})", file=sys.stderr)

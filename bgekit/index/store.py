@@ -281,9 +281,16 @@ class IndexStore:
 
         with G.write_lock(self.path):
             self.reload()
+            if self.compacted:
+                return self  # nothing to merge, nothing to drop: no new generation
             changes.apply(self, compact=True)
             self.reload()
         return self
+
+    @property
+    def compacted(self) -> bool:
+        """One segment in the current format and no deleted rows: :meth:`compact` would write the same rows."""
+        return len(self.segments) == 1 and not self.deleted and not getattr(self.segments[0], "legacy", False)
 
     def _locals(self, rows: Iterable[int]) -> dict[int, np.ndarray]:
         """Logical rows -> {part: local rows}."""
