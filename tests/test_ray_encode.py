@@ -225,3 +225,19 @@ def test_cli_refuses_a_text_file_and_colbert(tmp_path, capsys):
     assert main(["index", "build", "--corpus", corpus, "--index-dir", str(tmp_path / "i"), "--model", M3, "--ray",
                  "--colbert"]) == 2
     assert "--colbert cannot apply with --ray" in capsys.readouterr().err
+
+
+def test_only_rays_notice_of_its_secure_default_is_hidden():
+    """ray.init prints that it turned token authentication on (nothing to do); the warning that it is off stays."""
+    import logging
+
+    from bgekit.distributed.ray_encode import _token_default_notice
+
+    def record(message):
+        return logging.LogRecord("ray._private.authentication.authentication_token_setup", logging.WARNING, "", 0,
+                                 message, (), None)
+
+    assert not _token_default_notice(record("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE"
+                                            "=disabled to opt out."))
+    assert _token_default_notice(record("Token authentication is disabled for this Ray cluster. Anyone with network "
+                                        "access to the cluster can run arbitrary code"))

@@ -163,11 +163,22 @@ def ray_runtime(address: str | None = None) -> Iterator[Any]:
         return
     # address="local": a new runtime on this machine even where `ray start` left one running (Ray would join it)
     kwargs = {"address": address} if address else {"address": "local", "include_dashboard": False}
-    ray.init(logging_level=logging.WARNING, **kwargs)
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    notice.addFilter(_token_default_notice)
+    try:
+        ray.init(logging_level=logging.WARNING, **kwargs)
+    finally:
+        notice.removeFilter(_token_default_notice)
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _token_default_notice(record: logging.LogRecord) -> bool:
+    """False for Ray's notice that it turned on token authentication, its secure default, for a new local
+    runtime: nothing for a bgekit user to do (the warning that authentication is *disabled* still shows)."""
+    return "Token authentication is enabled for this Ray cluster" not in record.getMessage()
 
 
 @contextlib.contextmanager
