@@ -12,7 +12,7 @@ Example:
     >>> corpus = CorpusFile("../shared/data/scifact/corpus.jsonl", "_id")
     >>> len(corpus), corpus.ids[0]
     (5183, '4983')
-    >>> next(corpus.chunks(2))[1][:40]
+    >>> next(corpus.chunks(2))[1][0][:40]
     'Microstructural development of human ne'
 """
 from __future__ import annotations
