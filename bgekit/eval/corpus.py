@@ -13,7 +13,7 @@ Example:
     >>> len(corpus), corpus.ids[0]
     (5183, '4983')
     >>> next(corpus.chunks(2))[1][0][:40]
-    'Microstructural development of human ne'
+    'Microstructural development of human new'
 """
 from __future__ import annotations
 
