@@ -12,7 +12,6 @@ import dataclasses
 import datetime
 import logging
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -22,10 +21,10 @@ from bgekit.errors import positive_int, ModelMismatch, UsageError
 from bgekit.eval.data import RetrievalData, load_folder
 from bgekit.eval.metrics import DEFAULT_K, RETRIEVAL_METRICS, check_k_values, evaluate_run, qa_recall, ranked
 from bgekit.eval.retrieval import (
-    RETRIEVALS, BM25Index, Encoded, build_indexes, encode, encoding_settings, check_bm25, check_interpolation,
+    RETRIEVALS, BM25Index, build_indexes, encode, encoding_settings, check_bm25, check_interpolation,
     outputs_for, rerank, search, to_run,
 )
-from bgekit.eval.stream import EVAL_CHUNK
+from bgekit.eval.stream import EVAL_CHUNK, encode_corpus
 
 logger = logging.getLogger(__name__)
 
@@ -155,53 +154,6 @@ def describe_model(model: Any) -> dict[str, Any] | None:
     if hasattr(model, "max_length"):
         info["max_length"] = model.max_length
     return info
-
-
-def encode_corpus(model: Any, data: RetrievalData, outputs: Sequence[str], config: EvalConfig,
-                  scratch: str) -> tuple[Encoded, bool]:
-    """The encoded corpus, memory-mapped from files: from the cache when ``config.cache_dir`` holds it, else
-    encoded a chunk at a time (:mod:`bgekit.eval.stream`) into the cache, or into ``scratch`` (a folder that lives
-    as long as the search) without one. Returns (encoded, cache_hit)."""
-    from bgekit.eval.stream import encode_corpus_files, open_corpus_files
-
-    def encode_into(folder: str) -> dict[str, str]:
-        return encode_corpus_files(model, data, outputs, folder, config.batch_size, config.show_progress)
-
-    if config.cache_dir is None:
-        return open_corpus_files(encode_into(scratch)), False
-    from bgekit.eval.cache import EmbeddingCache, model_fingerprint
-
-    path = getattr(model, "path", None)
-    if not isinstance(path, str):
-        raise ValueError(f"cannot cache embeddings of {type(model).__name__}: it has no model folder (.path)")
-    cache = EmbeddingCache(config.cache_dir)
-    settings = encoding_settings(model, "passage", outputs)
-    key = cache.key(model_fingerprint(path), {**settings, "files": "streamed"}, data.corpus_fingerprint)
-    arrays = cache.load(key, mmap=True)
-    if arrays is not None:
-        return open_corpus_files({name: cache.array_path(key, name) for name in arrays}), True
-    try:  # encode next to the cache, so that the finished files are renamed into it
-        os.makedirs(config.cache_dir, exist_ok=True)
-        work = tempfile.mkdtemp(prefix=".encoding-", dir=config.cache_dir)
-    except OSError as e:
-        logger.warning("could not write in the embedding cache %s (%s); the evaluation goes on without it",
-                       config.cache_dir, e)
-        return open_corpus_files(encode_into(scratch)), False
-    try:
-        files = encode_into(work)
-        try:  # the cache is optional: a full disk or a read-only folder costs the cache, never the finished run
-            cache.save(key, files, meta={"model": getattr(model, "model_name_or_path", None), "settings": settings,
-                                         "corpus_fingerprint": data.corpus_fingerprint, "documents": len(data.doc_ids)})
-            files = {name: cache.array_path(key, name) for name in files}
-        except OSError as e:
-            logger.warning("could not write the embedding cache in %s (%s); the evaluation goes on without it",
-                           config.cache_dir, e)
-            kept = os.path.join(scratch, "corpus")
-            shutil.move(work, kept)
-            files = {name: os.path.join(kept, os.path.basename(p)) for name, p in files.items()}
-        return open_corpus_files(files), False
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _retrieve(data: RetrievalData, model: Any, config: EvalConfig, times: dict[str, float]) -> tuple[dict, bool]:

@@ -19,10 +19,15 @@ Example:
 """
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import tempfile
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 EVAL_CHUNK = 65536  # documents read and encoded per step
 
@@ -87,3 +92,50 @@ def open_corpus_files(files: Mapping[str, str]) -> Any:
         vocab = len(np.load(files["sparse_inv_indptr"], mmap_mode="r")) - 1
         sparse = open_sparse(lambda name: files[f"sparse_{name}"], rows, vocab, postings=True)
     return Encoded(dense, sparse)
+
+
+def encode_corpus(model: Any, data: Any, outputs: Sequence[str], config: Any, scratch: str) -> tuple[Any, bool]:
+    """The encoded corpus (:class:`~bgekit.eval.retrieval.Encoded`) of ``data`` with ``config`` (an
+    :class:`~bgekit.eval.runner.EvalConfig`), memory-mapped from files: from the cache when ``config.cache_dir`` holds it, else
+    encoded a chunk at a time (:mod:`bgekit.eval.stream`) into the cache, or into ``scratch`` (a folder that lives
+    as long as the search) without one. Returns (encoded, cache_hit)."""
+    from bgekit.eval.retrieval import encoding_settings
+
+    def encode_into(folder: str) -> dict[str, str]:
+        return encode_corpus_files(model, data, outputs, folder, config.batch_size, config.show_progress)
+
+    if config.cache_dir is None:
+        return open_corpus_files(encode_into(scratch)), False
+    from bgekit.eval.cache import EmbeddingCache, model_fingerprint
+
+    path = getattr(model, "path", None)
+    if not isinstance(path, str):
+        raise ValueError(f"cannot cache embeddings of {type(model).__name__}: it has no model folder (.path)")
+    cache = EmbeddingCache(config.cache_dir)
+    settings = encoding_settings(model, "passage", outputs)
+    key = cache.key(model_fingerprint(path), {**settings, "files": "streamed"}, data.corpus_fingerprint)
+    arrays = cache.load(key, mmap=True)
+    if arrays is not None:
+        return open_corpus_files({name: cache.array_path(key, name) for name in arrays}), True
+    try:  # encode next to the cache, so that the finished files are renamed into it
+        os.makedirs(config.cache_dir, exist_ok=True)
+        work = tempfile.mkdtemp(prefix=".encoding-", dir=config.cache_dir)
+    except OSError as e:
+        logger.warning("could not write in the embedding cache %s (%s); the evaluation goes on without it",
+                       config.cache_dir, e)
+        return open_corpus_files(encode_into(scratch)), False
+    try:
+        files = encode_into(work)
+        try:  # the cache is optional: a full disk or a read-only folder costs the cache, never the finished run
+            cache.save(key, files, meta={"model": getattr(model, "model_name_or_path", None), "settings": settings,
+                                         "corpus_fingerprint": data.corpus_fingerprint, "documents": len(data.doc_ids)})
+            files = {name: cache.array_path(key, name) for name in files}
+        except OSError as e:
+            logger.warning("could not write the embedding cache in %s (%s); the evaluation goes on without it",
+                           config.cache_dir, e)
+            kept = os.path.join(scratch, "corpus")
+            shutil.move(work, kept)
+            files = {name: os.path.join(kept, os.path.basename(p)) for name, p in files.items()}
+        return open_corpus_files(files), False
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
