@@ -51,7 +51,8 @@ def encode_corpus_files(model: Any, data: Any, outputs: Sequence[str], folder: s
 
     from bgekit.eval.retrieval import encode
     from bgekit.index.dense import as_matrix
-    from bgekit.index.segment import NpyAppender, SparseAppender
+    from bgekit.index.arrays import NpyAppender
+    from bgekit.index.sparse_files import SparseAppender
 
     total = len(data.doc_ids)
     one_chunk = total <= EVAL_CHUNK
@@ -83,7 +84,7 @@ def open_corpus_files(files: Mapping[str, str]) -> Any:
     """The :class:`~bgekit.eval.retrieval.Encoded` corpus over ``{array name: path}`` files, memory-mapped: dense
     vectors as a read-only (N, D) memory map, sparse weights as a :class:`~bgekit.index.sparse.SparseIndex`."""
     from bgekit.eval.retrieval import Encoded
-    from bgekit.index.segment import open_sparse
+    from bgekit.index.sparse_files import open_sparse
 
     dense = np.load(files["dense"], mmap_mode="r") if "dense" in files else None
     sparse = None

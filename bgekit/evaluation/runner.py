@@ -201,7 +201,7 @@ class EvalRunner:
 
         from bgekit.eval.stream import EVAL_CHUNK
         from bgekit.index.dense import as_matrix
-        from bgekit.index.segment import NpyAppender
+        from bgekit.index.arrays import NpyAppender
 
         if path is None:
             if self._scratch is None:
