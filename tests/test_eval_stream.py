@@ -216,3 +216,20 @@ def test_an_unwritable_cache_folder_costs_the_cache_not_the_run(on_disk, bert, t
     result = evaluate_retrieval(on_disk, bert, config=config)
     assert "could not write in the embedding cache" in caplog.text and "Permission denied" in caplog.text
     assert len(result.run) == 5 and not result.cache_hit and os.listdir(cache) == []
+
+
+def test_a_cache_manifest_that_cannot_be_written_leaves_a_working_run(on_disk, bert, tmp_path, caplog, monkeypatch):
+    """The arrays were already moved into the cache when its manifest write fails (disk full): the run reads them
+    from there, and the entry stays a miss (no manifest) for the next run."""
+    import bgekit.eval.cache as cache_module
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache_module, "atomic_write_text", disk_full)
+    config = EvalConfig(retrieval="dense", show_progress=False, search_top_k=10, cache_dir=str(tmp_path / "cache"))
+    first = evaluate_retrieval(on_disk, bert, config=config)
+    assert "could not write the embedding cache" in caplog.text and len(first.run) == 5
+    monkeypatch.undo()
+    second = evaluate_retrieval(on_disk, bert, config=config)
+    assert not second.cache_hit and second.run == first.run

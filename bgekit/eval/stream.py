@@ -97,9 +97,9 @@ def open_corpus_files(files: Mapping[str, str]) -> Any:
 
 def encode_corpus(model: Any, data: Any, outputs: Sequence[str], config: Any, scratch: str) -> tuple[Any, bool]:
     """The encoded corpus (:class:`~bgekit.eval.retrieval.Encoded`) of ``data`` with ``config`` (an
-    :class:`~bgekit.eval.runner.EvalConfig`), memory-mapped from files: from the cache when ``config.cache_dir`` holds it, else
-    encoded a chunk at a time (:mod:`bgekit.eval.stream`) into the cache, or into ``scratch`` (a folder that lives
-    as long as the search) without one. Returns (encoded, cache_hit)."""
+    :class:`~bgekit.eval.runner.EvalConfig`), memory-mapped from files: from the cache when ``config.cache_dir``
+    holds it, else encoded a chunk at a time into the cache, or into ``scratch`` (a folder that lives as long as
+    the search) without one. Returns (encoded, cache_hit)."""
     from bgekit.eval.retrieval import encoding_settings
 
     def encode_into(folder: str) -> dict[str, str]:
@@ -134,9 +134,10 @@ def encode_corpus(model: Any, data: Any, outputs: Sequence[str], config: Any, sc
         except OSError as e:
             logger.warning("could not write the embedding cache in %s (%s); the evaluation goes on without it",
                            config.cache_dir, e)
-            kept = os.path.join(scratch, "corpus")
+            kept = os.path.join(scratch, "corpus")  # files not moved yet stay in use from the scratch folder
+            files = {name: os.path.join(kept, os.path.basename(p)) if os.path.exists(p) else cache.array_path(key, name)
+                     for name, p in files.items()}
             shutil.move(work, kept)
-            files = {name: os.path.join(kept, os.path.basename(p)) for name, p in files.items()}
         return open_corpus_files(files), False
     finally:
         shutil.rmtree(work, ignore_errors=True)
