@@ -205,8 +205,9 @@ QUIET_LOAD_BYTES = 1 << 30
 
 
 @contextlib.contextmanager
-def _loading_bar_for(path: str):
-    """Hide transformers' weight-loading bar while a small local model loads; restore the setting after."""
+def loading_bar_for(path: str):
+    """Hide transformers' weight-loading (and -writing) bars while a small local model loads or a model of that
+    size is saved; restore the setting after."""
     from transformers.utils import logging as hf_logging
 
     weights = [os.path.join(path, f) for f in os.listdir(path)] if os.path.isdir(path) else []
@@ -231,7 +232,7 @@ def load_model(path: str, dtype: Any, trust_remote_code: bool = False, auto_clas
 
     cls = getattr(transformers, auto_class)
     try:
-        with _loading_bar_for(path):
+        with loading_bar_for(path):
             model = cls.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
     except Exception as e:  # noqa: BLE001 - a broken weights file is re-raised naming the file; others unchanged
         if type(e).__name__ != "SafetensorError" and "deserializ" not in str(e) and "pickle" not in str(e).lower():

@@ -131,9 +131,12 @@ def load_whole(model: ModelParams):
     import torch
     import transformers
 
+    from bgekit.backends import loading_bar_for
+
     cls = getattr(transformers, model.auto_class)
-    loaded, info = cls.from_pretrained(model.path, dtype=torch.float32, trust_remote_code=model.trust_remote_code,
-                                       output_loading_info=True)
+    with loading_bar_for(model.path):  # a bar per merged model is noise for a small one
+        loaded, info = cls.from_pretrained(model.path, dtype=torch.float32, trust_remote_code=model.trust_remote_code,
+                                           output_loading_info=True)
     missing = sorted(info.get("missing_keys") or [])
     if missing:
         raise MergeMismatch(f"{model.name!r} has no weights for tensor {missing[0]!r} ({len(missing)} missing), so "

@@ -28,15 +28,17 @@ def build_model(first: ModelParams, merged: dict[str, Any]):
     in eval mode, as LM-Cocktail returns it."""
     import torch
 
+    from bgekit.backends import loading_bar_for
     from bgekit.cocktail.params import auto_model_class
 
     cls = auto_model_class_for(first)
-    if cls is not None:
-        model = cls.from_pretrained(None, config=first.config, state_dict=merged, dtype=torch.float32)
-    else:  # remote code: no class to build from a config alone; load the first model and overwrite its weights
-        model = auto_model_class(_model_type(first)).from_pretrained(first.path, dtype=torch.float32,
-                                                                     trust_remote_code=True)
-        model.load_state_dict(merged)
+    with loading_bar_for(first.path):  # the merged model is the first one's size: no bar for a small one
+        if cls is not None:
+            model = cls.from_pretrained(None, config=first.config, state_dict=merged, dtype=torch.float32)
+        else:  # remote code: no class to build from a config alone; load the first model and overwrite its weights
+            model = auto_model_class(_model_type(first)).from_pretrained(first.path, dtype=torch.float32,
+                                                                         trust_remote_code=True)
+            model.load_state_dict(merged)
     return model.eval()
 
 
@@ -69,8 +71,11 @@ def save_merged(model: Any, models: list[ModelParams], weights: list[float], mod
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the model folder follows the umask like any folder
+    from bgekit.backends import loading_bar_for
+
     try:
-        model.save_pretrained(tmp)
+        with loading_bar_for(first.path):  # the same size as the model written: no bar for a small one
+            model.save_pretrained(tmp)
         _copy_tokenizer(first.path, tmp)
         _merge_heads(models, weights, tmp)
         spec = merged_spec(first, model_type)
