@@ -20,6 +20,24 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module")
+def bert():
+    """The tiny golden BERT embedder (../shared/golden/models/bert-embedder) on CPU, loaded once per module."""
+    from bgekit.encoder import Embedder
+    from golden import GOLDEN
+
+    return Embedder(str(GOLDEN / "models" / "bert-embedder"), devices="cpu")
+
+
+@pytest.fixture(scope="module")
+def m3():
+    """The tiny golden BGE-M3 embedder (../shared/golden/models/m3) on CPU, loaded once per module."""
+    from bgekit.m3 import M3Embedder
+    from golden import GOLDEN
+
+    return M3Embedder(str(GOLDEN / "models" / "m3"), devices="cpu")
+
+
 # In CI (CI=true) a skip that means "something the test extra or .ci/run installs is missing" is a failure: the
 # MTEB cross-check, the Qdrant tests and the browser test must not drop out silently. Skips that describe the
 # machine (a GPU present or absent, a block marked as needing a hub download) stay skips.

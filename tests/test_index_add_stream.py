@@ -10,9 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from golden import GOLDEN
 from bgekit.cli import main
-from bgekit.encoder import Embedder
 from bgekit.errors import InputError, UsageError
 from bgekit.index import documents as D
 from bgekit.index.documents import read_corpus, stream_corpus
@@ -20,12 +18,9 @@ from bgekit.index.model_info import PROBE_TEXT
 from bgekit.index.search import Searcher
 from bgekit.index.segment import SegmentWriter
 from bgekit.index.store import build_index, open_index
-from bgekit.m3 import M3Embedder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-M3 = str(GOLDEN / "models" / "m3")
-BERT = str(GOLDEN / "models" / "bert-embedder")
 TOPICS = ["pandas eat bamboo", "the heart pumps blood", "insulin controls glucose", "neurons fire at synapses",
           "vaccines train the immune system"]
 QUERIES = ["what do pandas eat", "blood and the heart", "glucose in the blood", "immune response"]
@@ -38,16 +33,6 @@ def doc(i: int, suffix: str = "") -> dict:
 
 BASE = [doc(i) for i in range(4)]
 NEW = [doc(i) for i in range(4, 14)]  # 10 documents: chunks of 3, 3, 3, 1
-
-
-@pytest.fixture(scope="module")
-def bert():
-    return Embedder(BERT, devices="cpu")
-
-
-@pytest.fixture(scope="module")
-def m3():
-    return M3Embedder(M3, devices="cpu")
 
 
 def write(path, docs) -> str:

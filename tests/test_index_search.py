@@ -11,20 +11,13 @@ from bgekit.encoder import Embedder
 from bgekit.index.documents import read_corpus
 from bgekit.index.search import SearchHit, Searcher, SearchResult
 from bgekit.index.store import build_index, open_index
-from bgekit.m3 import M3Embedder
 from bgekit.reranker import Reranker
 from bgekit.scoring import maxsim
 
-M3 = str(GOLDEN / "models" / "m3")
 BERT = str(GOLDEN / "models" / "bert-embedder")
 RERANKER = str(GOLDEN / "models" / "bert-reranker")
 QUERIES = ["giant panda bamboo", "capital of France", "how do vaccines work"]
 LANGS = ["en", "fr", "en", "de", "en", "fr", "en", "de", "en", "fr", "en", "de"]
-
-
-@pytest.fixture(scope="module")
-def m3():
-    return M3Embedder(M3, devices="cpu")
 
 
 @pytest.fixture(scope="module")

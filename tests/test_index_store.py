@@ -16,7 +16,6 @@ import pytest
 from faults import crash_at_fsync, record_fsyncs
 from golden import GOLDEN
 from bgekit.cli.embed import DEFAULT_SAMPLE
-from bgekit.encoder import Embedder
 from bgekit.index import generation as G
 from bgekit.index.documents import as_documents, read_corpus
 from bgekit.index.model_info import IndexModelMismatch
@@ -27,16 +26,6 @@ from bgekit.m3 import M3Embedder
 M3 = str(GOLDEN / "models" / "m3")
 BERT = str(GOLDEN / "models" / "bert-embedder")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def bert():
-    return Embedder(BERT, devices="cpu")
-
-
-@pytest.fixture(scope="module")
-def m3():
-    return M3Embedder(M3, devices="cpu")
 
 
 @pytest.fixture(scope="module")

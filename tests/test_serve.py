@@ -27,11 +27,6 @@ TEXTS = ["The giant panda eats bamboo.", "Paris is in France.", "hi"]
 
 
 @pytest.fixture(scope="module")
-def m3():
-    return M3Embedder(M3, devices="cpu")
-
-
-@pytest.fixture(scope="module")
 def reranker():
     return Reranker(RERANKER, devices="cpu")
 

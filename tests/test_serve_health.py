@@ -8,7 +8,6 @@ import socket
 import threading
 import time
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -24,11 +23,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 BERT = str(GOLDEN / "models" / "bert-embedder")
 OTHER = str(GOLDEN / "models" / "bert-embedder-ft1")
 DOCS = [{"id": f"d{i}", "text": t} for i, t in enumerate(["pandas eat bamboo", "Paris is in France", "insulin"])]
-
-
-@pytest.fixture(scope="module")
-def bert():
-    return Embedder(BERT, devices="cpu")
 
 
 def test_a_model_that_cannot_run_is_unhealthy_with_the_reason(bert):

@@ -11,7 +11,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from golden import GOLDEN
-from bgekit.encoder import Embedder
 from bgekit.reranker import Reranker
 from bgekit.reranker_inputs import sigmoid
 from bgekit.serve import ServeConfig, create_app
@@ -22,11 +21,6 @@ RERANKER = str(GOLDEN / "models" / "bert-reranker")
 LONG = ("the giant panda eats bamboo in the misty mountains of sichuan; insulin regulates blood sugar in people "
         "and animals; paris is the capital of france and lies on the seine river in europe")
 ATOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def bert():
-    return Embedder(BERT, devices="cpu")
 
 
 @pytest.fixture(scope="module")
