@@ -142,7 +142,7 @@ class DenseIndex:
             faiss = _faiss()
             metric = faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
             dist, ids = faiss.knn(q, self._matrix, k, metric=metric)
-            scores, ids = _ties_by_row((-dist if self.metric == "l2" else dist).astype(np.float32), ids)
+            scores, ids = rank_ties((-dist if self.metric == "l2" else dist).astype(np.float32), ids)
         else:
             scores, ids = self.index.search(q, k)  # (Q, k), (Q, k)
             scores = -scores if self.metric == "l2" else scores.astype(np.float32, copy=False)
@@ -186,7 +186,8 @@ class DenseIndex:
         return f"DenseIndex(dim={self.dim}, factory={self.factory!r}, metric={self.metric!r}, size={len(self)})"
 
 
-def _ties_by_row(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row best first with equal scores in row order (FAISS leaves their order to its heap)."""
-    order = np.lexsort((ids, -scores), axis=-1)
-    return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+def rank_ties(scores: np.ndarray, ids: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of search results best first, equal scores lower row first (FAISS leaves their order to its heap),
+    padding (id -1) last; the first ``k`` columns (all by default)."""
+    order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), -scores), axis=-1)[:, :k]
+    return np.take_along_axis(scores, order, 1), np.take_along_axis(ids.astype(np.int64), order, 1)

@@ -28,6 +28,7 @@ from bgekit.index import documents as D
 from bgekit.index import generation as G
 from bgekit.index import integrity as I
 from bgekit.index.arrays import NpyAppender
+from bgekit.index.dense import rank_ties
 from bgekit.index.sparse_files import SparseAppender, open_sparse
 
 COPY_ROWS = 1 << 13         # rows (and ColBERT token rows x 16) copied per step: 12 MB of 384-d vectors
@@ -248,8 +249,7 @@ def _drop(dist: np.ndarray, ids: np.ndarray, deleted: np.ndarray, k: int, metric
     scores = (-dist if metric == "l2" else dist).astype(np.float32)
     dead = (ids < 0) | (np.isin(ids, deleted) if len(deleted) else False)
     scores[dead], ids[dead] = -np.inf, -1
-    order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), -scores), axis=-1)[:, :k]
-    return np.take_along_axis(scores, order, 1), np.take_along_axis(ids.astype(np.int64), order, 1)
+    return rank_ties(scores, ids, k)
 
 
 def _excluding(index: Any, deleted: np.ndarray) -> Any:
