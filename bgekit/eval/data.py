@@ -24,7 +24,6 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-
 from bgekit.errors import InputError
 from bgekit.eval.corpus import CorpusFile, LazyColumn, document, field as _field, row_hash
 from bgekit.io import iter_jsonl, iter_lines

@@ -13,7 +13,6 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-
 logger = logging.getLogger(__name__)
 
 RETRIEVALS = ("dense", "sparse", "dense+sparse", "bm25")
@@ -247,14 +246,15 @@ def to_run(scores: np.ndarray, indices: np.ndarray, doc_ids: Sequence[str], quer
     return run
 
 
-def rerank(run: Mapping[str, Mapping[str, float]], queries: Mapping[str, str], doc_texts: Mapping[str, str],
+def rerank(run: Mapping[str, Mapping[str, float]], queries: Mapping[str, str], doc_texts: Any,
            reranker: Any, top_k: int = 100, batch_size: int | None = None,
            show_progress: bool | None = None, interpolation: float = 0.0) -> dict[str, dict[str, float]]:
     """Rescore each query's top_k documents with a reranker; only those documents are kept (FlagEmbedding's way).
 
     Args:
         run: first-stage results.
-        queries, doc_texts: id -> text.
+        queries, doc_texts: id -> text; ``doc_texts`` may also be a function from doc ids to such a mapping
+            (``RetrievalData.texts_of``), asked once for exactly the documents to rerank.
         reranker: any bgekit reranker: an object with ``compute_score(pairs)`` (FlagReranker and friends) or
             ``score(pairs)`` (the native Reranker), returning one float per pair.
         top_k: documents per query to rerank.
@@ -275,6 +275,8 @@ def rerank(run: Mapping[str, Mapping[str, float]], queries: Mapping[str, str], d
     keys = [(q, d) for q, res in run.items() for d in ranked(res)[:top_k]]
     if not keys:
         return {q: {} for q in run}
+    if callable(doc_texts):  # only the texts reranked, e.g. read by offset from the corpus file
+        doc_texts = doc_texts(d for _, d in keys)
     pairs = [[queries[q], doc_texts[d]] for q, d in keys]
     from bgekit.reranker import Reranker
 

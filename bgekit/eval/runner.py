@@ -213,8 +213,7 @@ def evaluate_retrieval(data: RetrievalData, model: Any = None, reranker: Any = N
     run, hit = _retrieve(data, model, config, times)
     if reranker is not None:
         t = time.perf_counter()
-        texts = data.texts_of(d for res in run.values() for d in ranked(res)[:config.rerank_top_k])
-        run = rerank(run, data.queries, texts, reranker, config.rerank_top_k, config.rerank_batch_size,
+        run = rerank(run, data.queries, data.texts_of, reranker, config.rerank_top_k, config.rerank_batch_size,
                      show_progress=None if config.show_progress else False,
                      interpolation=config.rerank_interpolation)
         times["rerank"] = time.perf_counter() - t

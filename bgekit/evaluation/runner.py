@@ -238,11 +238,7 @@ class EvalRunner:
     def rerank(self, data, run: dict) -> dict[str, dict[str, float]]:
         from bgekit.eval.retrieval import rerank
 
-        from bgekit.eval.metrics import ranked
-
-        top_k = self.args.rerank_top_k
-        texts = data.texts_of(d for res in run.values() for d in ranked(res)[:top_k])
-        return rerank(run, data.queries, texts, self.reranker, top_k=top_k)
+        return rerank(run, data.queries, data.texts_of, self.reranker, top_k=self.args.rerank_top_k)
 
     # ------------------------------------------------------------------ files
     def _info(self, reranker: str, split: str, name: str | None) -> dict:
